@@ -1,0 +1,85 @@
+"""Search configuration: one frozen, validated pydantic model.
+
+Every field is checked when the config is built, so a bad value fails with an error that names
+the field and the value before any request is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = (
+    "Aggregation",
+    "AnswerEquivalence",
+    "RebaseConfig",
+    "RewardReading",
+    "Rounding",
+    "StrategyName",
+)
+
+StrategyName = Literal["rebase", "sampling", "beam"]
+Rounding = Literal["greedy_ceil", "largest_remainder"]
+RewardReading = Literal["last", "min", "prod", "mean"]
+Aggregation = Literal["weighted_majority", "majority", "best_of_n"]
+AnswerEquivalence = Literal["math_verify", "normalized"]
+
+
+class RebaseConfig(BaseModel):
+    """How a search spends its budget and picks its answer.
+
+    The defaults follow the released REBASE code (``hype-parameters/rebase.yaml``), except
+    that the depth cap and step size are fields here.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    budget: int = Field(16, ge=1, le=100_000)
+    """Number of samples N: how many solutions the search may finish."""
+    balance_temperature: float = Field(0.2, gt=0.0)
+    """REBASE's T_b: lower puts more of the budget on the best nodes (paper 0.1, code 0.2)."""
+    rounding: Rounding = "greedy_ceil"
+    """``greedy_ceil``: the released code's allocation (nodes by reward, each gets
+    ``ceil(B·w_j / sum of w not yet allocated)``); ``largest_remainder``: the paper's
+    ``Round(B·softmax)`` made to sum exactly to B."""
+    truncation_ratio: float | None = Field(None, gt=0.0, le=1.0)
+    """Keep only the best ``ceil(ratio × open nodes)`` before the softmax (the released code's
+    ``softmax_with_truncation``); ``None`` keeps all."""
+    step_delimiters: tuple[str, ...] = ("\n\n",)
+    """Strings that end a reasoning step (the provider's stop strings)."""
+    max_step_tokens: int = Field(256, ge=1)
+    max_depth: int = Field(25, ge=1, le=1000)
+    """Most steps in a solution; nodes still open at this depth are reported as unfinished."""
+    temperature: float = Field(1.0, ge=0.0)
+    """Sampling temperature of the policy."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    """Base seed: each request gets a seed derived from it and the node it expands."""
+    reward: RewardReading = "last"
+    """How a node's reward is read from its step scores, for the search and for voting."""
+    aggregation: Aggregation = "weighted_majority"
+    """How the final answer is chosen from the finished solutions."""
+    beam_width: int = Field(4, ge=1)
+    """Beam search only: children per kept beam (search-and-learn's M)."""
+    answer_equivalence: AnswerEquivalence = "math_verify"
+    """How answers are compared for voting: with math-verify (numbers, LaTeX), or as
+    normalised strings (for tasks that are not math)."""
+    answer_timeout_s: float = Field(5.0, gt=0.0)
+    """Time limit for comparing the answers of one search with math-verify."""
+    max_concurrent_requests: int = Field(64, ge=1)
+    """Provider requests in flight at once, across every problem a search object solves."""
+    max_concurrent_scores: int = Field(16, ge=1)
+    """Scorer calls in flight at once, likewise."""
+    timeout_s: float | None = Field(None, gt=0.0)
+    """Wall-clock limit of one solve; on expiry :class:`~rebase_agent.SearchTimeout` carries the
+    partial result."""
+
+    @field_validator("step_delimiters")
+    @classmethod
+    def _delimiters_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("needs at least one delimiter")
+        if any(not d for d in value):
+            raise ValueError(f"delimiters must be non-empty strings, got {value!r}")
+        return value

@@ -1,0 +1,183 @@
+"""Expanding nodes: concurrent provider requests, each child scored as soon as it exists.
+
+:class:`TreeExpander` is the machinery every strategy shares. A strategy decides how many
+children each node gets; :meth:`TreeExpander.expand_round` sends one provider request per node
+(``n`` = its width), all at once in one task group, and scores the children of each request as
+soon as that request returns, without waiting for its slower siblings. It returns when the whole
+round is done, so the strategy can reallocate with every reward of the depth in hand.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import anyio
+
+from rebase_agent.answers import AnswerExtractor
+from rebase_agent.config import RebaseConfig
+from rebase_agent.exceptions import ProviderError, ScoringError
+from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
+from rebase_agent.rewards import read_reward
+from rebase_agent.tree import Node, SearchTree
+from rebase_agent.usage import DepthStats, Usage
+
+__all__ = ("TreeExpander",)
+
+_SEED_MODULUS = 2**31 - 1
+
+
+class TreeExpander:
+    """One search's tree, and the calls that grow it.
+
+    Args:
+        problem: The problem being solved.
+        provider: The policy.
+        scorer: The process reward model.
+        config: The search's config.
+        extract_answer: Finds a step's (or a solution's) final answer.
+        provider_limiter: Caps provider requests in flight (shared across searches).
+        scorer_limiter: Caps scorer calls in flight (shared across searches).
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        provider: Provider,
+        scorer: Scorer,
+        config: RebaseConfig,
+        extract_answer: AnswerExtractor,
+        provider_limiter: anyio.CapacityLimiter,
+        scorer_limiter: anyio.CapacityLimiter,
+    ) -> None:
+        self.problem = problem
+        self.provider = provider
+        self.scorer = scorer
+        self.config = config
+        self.extract_answer = extract_answer
+        self.provider_limiter = provider_limiter
+        self.scorer_limiter = scorer_limiter
+        self.tree = SearchTree()
+        self.usage = Usage()
+
+    async def expand_round(self, plan: Sequence[tuple[Node, int]]) -> list[Node]:
+        """Expand every ``(node, width)`` of ``plan`` concurrently; return the new children.
+
+        Each node gets ``width`` children from one provider request, scored in one scorer call.
+        Children come back in id order (ids are reserved here, in ``plan`` order, so they do not
+        depend on which request returns first).
+        """
+        started = time.perf_counter()
+        stats = DepthStats(
+            depth=plan[0][0].depth if plan else 0,
+            expanded=len(plan),
+            budget=sum(width for _, width in plan),
+        )
+        self.usage.depths.append(stats)
+        children: list[Node] = []
+        try:
+            async with anyio.create_task_group() as tg:
+                for node, width in plan:
+                    ids = self.tree.reserve_ids(width)
+                    tg.start_soon(self._expand, node, ids, children)
+        except ExceptionGroup as group:
+            # One failed request cancels its siblings; surface the first failure itself, with
+            # its own cause, rather than a group of one.
+            leaf = _first_leaf(group)
+            raise leaf from leaf.__cause__
+        finally:
+            stats.wall_s = time.perf_counter() - started
+        children.sort(key=lambda child: child.id)
+        stats.children = len(children)
+        stats.finished = sum(child.status == "finished" for child in children)
+        return children
+
+    async def _expand(self, node: Node, ids: range, out: list[Node]) -> None:
+        request = StepRequest(
+            problem=self.problem,
+            steps=node.steps,
+            n=len(ids),
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            max_tokens=self.config.max_step_tokens,
+            stop=self.config.step_delimiters,
+            seed=None
+            if self.config.seed is None
+            else (self.config.seed * 7919 + ids[0]) % _SEED_MODULUS,
+        )
+        async with self.provider_limiter:
+            completions = await self.provider.generate(request)
+        self.usage.provider_requests += 1
+        _check_completions(self.provider, request, completions)
+        kids = []
+        for node_id, completion in zip(ids, completions, strict=True):
+            child = self.tree.add_child(node, node_id, completion.text)
+            child.finish_reason = completion.finish_reason
+            child.prompt_tokens = completion.prompt_tokens
+            child.completion_tokens = completion.completion_tokens
+            self.usage.prompt_tokens += completion.prompt_tokens
+            self.usage.completion_tokens += completion.completion_tokens
+            kids.append(child)
+        await self._score(kids)
+        for child in kids:
+            self._classify(child)
+        out.extend(kids)
+
+    async def _score(self, nodes: list[Node]) -> None:
+        solutions = tuple(node.steps for node in nodes)
+        async with self.scorer_limiter:
+            scores = await self.scorer.score(
+                ScoreRequest(problem=self.problem, solutions=solutions)
+            )
+        self.usage.scorer_calls += 1
+        self.usage.scored_solutions += len(solutions)
+        _check_scores(self.scorer, solutions, scores)
+        for node, path_scores in zip(nodes, scores, strict=True):
+            node.step_scores = [float(s) for s in path_scores]
+            node.reward = read_reward(node.step_scores, self.config.reward)
+
+    def _classify(self, node: Node) -> None:
+        """Finished when the step states an answer or the model ended its output."""
+        answer = self.extract_answer(node.step)
+        if answer is None and node.finish_reason == "eos":
+            answer = self.extract_answer("".join(node.steps))
+        if answer is not None or node.finish_reason == "eos":
+            node.answer = answer
+            node.status = "finished"
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _check_completions(
+    provider: Provider, request: StepRequest, completions: Sequence[StepCompletion]
+) -> None:
+    if len(completions) != request.n:
+        raise ProviderError(
+            f"{type(provider).__name__}.generate returned {len(completions)} completions "
+            f"for n={request.n} (depth {request.depth})"
+        )
+
+
+def _check_scores(
+    scorer: Scorer, solutions: tuple[tuple[str, ...], ...], scores: Sequence[Sequence[float]]
+) -> None:
+    name = type(scorer).__name__
+    if len(scores) != len(solutions):
+        raise ScoringError(
+            f"{name}.score returned {len(scores)} score lists for {len(solutions)} solutions"
+        )
+    for i, (steps, path_scores) in enumerate(zip(solutions, scores, strict=True)):
+        if len(path_scores) != len(steps):
+            raise ScoringError(
+                f"{name}.score returned {len(path_scores)} scores for solution {i}, "
+                f"which has {len(steps)} steps"
+            )
+        if not all(isinstance(s, int | float) and math.isfinite(s) for s in path_scores):
+            raise ScoringError(f"{name}.score returned a non-finite score: {list(path_scores)!r}")

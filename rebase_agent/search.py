@@ -1,0 +1,202 @@
+"""The entry points: :func:`solve` for one problem, :class:`RebaseSearch` to reuse a setup.
+
+A :class:`RebaseSearch` holds a provider, a scorer, a config and two ``CapacityLimiter``s, so
+many problems solved concurrently through one object share the same caps on requests in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from rebase_agent.answers import AnswerExtractor, extract_answer
+from rebase_agent.config import RebaseConfig, StrategyName
+from rebase_agent.exceptions import SearchFailed, SearchTimeout
+from rebase_agent.expansion import TreeExpander
+from rebase_agent.protocols import Provider, Scorer
+from rebase_agent.result import Candidate, SearchResult
+from rebase_agent.strategies import STRATEGIES
+from rebase_agent.usage import _current_usage
+from rebase_agent.voting import vote
+
+__all__ = ("RebaseSearch", "solve")
+
+
+class _SearchSetup(BaseModel):
+    """Validates the arguments that are not part of the config, before anything is sent."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    strategy: StrategyName
+    provider: Provider
+    scorer: Scorer
+
+
+class _Problem(BaseModel):
+    problem: str = Field(min_length=1)
+
+
+class RebaseSearch:
+    """A reusable search: provider, scorer, config, strategy and shared concurrency limits.
+
+    Args:
+        provider: The policy model (any :class:`~rebase_agent.Provider`).
+        scorer: The process reward model (any :class:`~rebase_agent.Scorer`).
+        config: Search settings; the defaults when ``None``.
+        strategy: ``"rebase"``, ``"sampling"`` or ``"beam"``.
+        extract_answer: Finds a solution's final answer; the math extractor by default.
+
+    Raises:
+        pydantic.ValidationError: On an unknown strategy or an object that is not a provider
+            or a scorer, naming the argument.
+
+    Example::
+
+        search = RebaseSearch(provider, scorer, RebaseConfig(budget=32))
+        results = await search.solve_many(problems, max_concurrent=8)
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        scorer: Scorer,
+        config: RebaseConfig | None = None,
+        *,
+        strategy: StrategyName = "rebase",
+        extract_answer: AnswerExtractor = extract_answer,
+    ) -> None:
+        setup = _SearchSetup(strategy=strategy, provider=provider, scorer=scorer)
+        self.provider = provider
+        self.scorer = scorer
+        self.config = config if config is not None else RebaseConfig()
+        self.strategy: StrategyName = setup.strategy
+        self.extract_answer = extract_answer
+        self.provider_limiter = anyio.CapacityLimiter(self.config.max_concurrent_requests)
+        self.scorer_limiter = anyio.CapacityLimiter(self.config.max_concurrent_scores)
+
+    async def solve(self, problem: str) -> SearchResult:
+        """Search for a solution of ``problem``.
+
+        Raises:
+            SearchFailed: A provider or scorer failed; ``exc.partial`` holds what was finished.
+            SearchTimeout: ``config.timeout_s`` passed; ``exc.partial`` likewise.
+        """
+        _Problem(problem=problem)
+        expander = TreeExpander(
+            problem,
+            provider=self.provider,
+            scorer=self.scorer,
+            config=self.config,
+            extract_answer=self.extract_answer,
+            provider_limiter=self.provider_limiter,
+            scorer_limiter=self.scorer_limiter,
+        )
+        strategy = STRATEGIES[self.strategy]()
+        token = _current_usage.set(expander.usage)
+        started = time.perf_counter()
+        try:
+            with anyio.move_on_after(self.config.timeout_s) as deadline:
+                stopped = await strategy.run(expander)
+        except Exception as exc:
+            partial = await self._result(expander, "error", started)
+            raise SearchFailed(f"search failed: {exc!r}", partial=partial) from exc
+        finally:
+            _current_usage.reset(token)
+        if deadline.cancelled_caught:
+            partial = await self._result(expander, "timeout", started)
+            raise SearchTimeout(
+                f"search ran past timeout_s={self.config.timeout_s}", partial=partial
+            )
+        return await self._result(expander, stopped, started)
+
+    async def solve_many(
+        self, problems: Sequence[str], *, max_concurrent: int = 8
+    ) -> list[SearchResult]:
+        """Solve ``problems`` concurrently, at most ``max_concurrent`` at a time, in order.
+
+        The provider and scorer limits of this object apply across all of them.
+        """
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+        results: list[SearchResult | None] = [None] * len(problems)
+        limiter = anyio.CapacityLimiter(max_concurrent)
+
+        async def one(index: int) -> None:
+            async with limiter:
+                results[index] = await self.solve(problems[index])
+
+        async with anyio.create_task_group() as tg:
+            for index in range(len(problems)):
+                tg.start_soon(one, index)
+        return [r for r in results if r is not None]
+
+    async def _result(self, expander: TreeExpander, stopped: str, started: float) -> SearchResult:
+        """Assemble the result: candidates, votes, tree and usage."""
+        config = self.config
+        candidates = []
+        unfinished = 0
+        for node in sorted(expander.tree.nodes, key=lambda n: n.id):
+            cut_off = node.status == "expanded" and not node.children
+            if cut_off or (node.status == "open" and node.parent is not None):
+                node.status = "unfinished"  # a path still open when the search stopped
+            if node.status == "unfinished":
+                unfinished += 1
+            elif node.status == "finished":
+                candidates.append(
+                    Candidate(
+                        node_id=node.id,
+                        answer=node.answer,
+                        steps=list(node.steps),
+                        step_scores=list(node.step_scores),
+                        score=node.reward,
+                    )
+                )
+        chosen, votes = await vote(
+            candidates,
+            aggregation=config.aggregation,
+            equivalence=config.answer_equivalence,
+            timeout_s=config.answer_timeout_s,
+        )
+        expander.usage.wall_s = time.perf_counter() - started
+        return SearchResult(
+            problem=expander.problem,
+            strategy=self.strategy,
+            config=config,
+            answer=None if chosen is None else chosen.answer,
+            solution=None if chosen is None else chosen.text,
+            chosen=None if chosen is None else chosen.node_id,
+            candidates=candidates,
+            votes=votes,
+            unfinished=unfinished,
+            stopped=stopped,
+            nodes=expander.tree.records(),
+            usage=expander.usage,
+        )
+
+
+async def solve(
+    problem: str,
+    *,
+    provider: Provider,
+    scorer: Scorer,
+    config: RebaseConfig | None = None,
+    strategy: StrategyName = "rebase",
+    extract_answer: AnswerExtractor = extract_answer,
+) -> SearchResult:
+    """Solve one problem with REBASE (or ``"sampling"``, or ``"beam"``).
+
+    Example::
+
+        result = await solve("What is 7 * 6?", provider=provider, scorer=scorer,
+                             config=RebaseConfig(budget=16))
+        print(result.answer, result.usage.completion_tokens)
+
+    See :class:`RebaseSearch` for the arguments and errors.
+    """
+    search = RebaseSearch(
+        provider, scorer, config, strategy=strategy, extract_answer=extract_answer
+    )
+    return await search.solve(problem)

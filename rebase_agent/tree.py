@@ -1,0 +1,117 @@
+"""The search tree: nodes are reasoning steps, a path from the root is a partial solution.
+
+``Node`` is the plain, mutable object the strategies work on; :class:`NodeRecord` is its
+serialisable form in a :class:`~rebase_agent.SearchResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from rebase_agent.protocols import FinishReason
+
+__all__ = ("Node", "NodeRecord", "NodeStatus", "SearchTree")
+
+NodeStatus = Literal["open", "expanded", "pruned", "finished", "unfinished"]
+"""``open``: waiting for the next allocation; ``expanded``: got children; ``pruned``: got width 0;
+``finished``: its step ended the solution (an answer, or the end of output); ``unfinished``: still
+open when the search stopped (depth cap, budget spent, time out)."""
+
+
+@dataclass(eq=False)
+class Node:
+    """One reasoning step in the tree (the root holds the problem and no step)."""
+
+    id: int
+    parent: Node | None
+    depth: int
+    step: str = ""
+    finish_reason: FinishReason | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    step_scores: list[float] = field(default_factory=list)
+    """The scorer's scores for every step on the path to this node, as returned when scored."""
+    reward: float = 0.0
+    """The node's reward R, read from ``step_scores`` (see ``RebaseConfig.reward``)."""
+    answer: str | None = None
+    status: NodeStatus = "open"
+    width: int = 0
+    """Children allocated to this node."""
+    children: list[Node] = field(default_factory=list)
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps from the root to this node."""
+        path: list[str] = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            path.append(node.step)
+            node = node.parent
+        return tuple(reversed(path))
+
+    def record(self) -> NodeRecord:
+        """This node's serialisable form."""
+        return NodeRecord(
+            id=self.id,
+            parent=None if self.parent is None else self.parent.id,
+            depth=self.depth,
+            step=self.step,
+            finish_reason=self.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            step_scores=list(self.step_scores),
+            reward=self.reward,
+            answer=self.answer,
+            status=self.status,
+            width=self.width,
+        )
+
+
+class NodeRecord(BaseModel):
+    """A node of the search tree, as stored in a result."""
+
+    id: int
+    parent: int | None
+    depth: int
+    step: str
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    completion_tokens: int
+    step_scores: list[float]
+    reward: float
+    answer: str | None
+    status: NodeStatus
+    width: int
+
+
+class SearchTree:
+    """All nodes of one search, with ids handed out in creation order."""
+
+    def __init__(self) -> None:
+        self.root = Node(id=0, parent=None, depth=0)
+        self.nodes: list[Node] = [self.root]
+        self._next_id = 1
+
+    def reserve_ids(self, count: int) -> range:
+        """Reserve ids for ``count`` children before they are sampled.
+
+        Ids are handed out when a round of expansions is planned, not when responses arrive, so
+        a search's node ids (and the seeds derived from them) do not depend on timing.
+        """
+        ids = range(self._next_id, self._next_id + count)
+        self._next_id += count
+        return ids
+
+    def add_child(self, parent: Node, node_id: int, step: str) -> Node:
+        """Attach a sampled step to ``parent`` as a new node."""
+        child = Node(id=node_id, parent=parent, depth=parent.depth + 1, step=step)
+        self.nodes.append(child)
+        parent.children.append(child)
+        return child
+
+    def records(self) -> list[NodeRecord]:
+        """Every node, in id order."""
+        return [node.record() for node in sorted(self.nodes, key=lambda n: n.id)]

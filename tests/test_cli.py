@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from rebase_agent import SearchResult
+from rebase_agent.cli import main
+
+
+def test_solve_prints_answer_tree_shape_and_usage() -> None:
+    out = CliRunner().invoke(main, ["solve", "What is 6 * 7?", "--budget", "8", "--seed", "1"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith("answer: ")
+    assert "tree (depth:nodes): 0:1 1:8 2:8 3:8" in out.output
+    assert "provider requests" in out.output and "completion tokens" in out.output
+
+
+def test_solve_json_is_a_search_result() -> None:
+    args = ["solve", "p", "--json", "--strategy", "beam", "--option", "depth=2", "--budget", "4"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    result = SearchResult.model_validate(json.loads(out.output))
+    assert result.strategy == "beam" and result.tree_shape() == [1, 4, 4]
+
+
+def test_bad_flags_fail_before_searching() -> None:
+    out = CliRunner().invoke(main, ["solve", "p", "--budget", "0"])
+    assert out.exit_code == 2 and "budget" in out.output
+    out = CliRunner().invoke(main, ["solve", "p", "--backend", "nope"])
+    assert out.exit_code == 2 and "unknown backend 'nope'" in out.output
+    out = CliRunner().invoke(main, ["solve", "p", "--option", "novalue"])
+    assert out.exit_code == 2 and "KEY=VALUE" in out.output
+
+
+def test_console_script_is_installed() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rebase_agent", "solve", "What is 2 + 2?", "--budget", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("answer: ")
