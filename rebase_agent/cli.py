@@ -99,7 +99,7 @@ def main() -> None:
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option.")
 @click.option(
     "--strategy",
-    type=click.Choice(["rebase", "sampling", "beam"]),
+    type=click.Choice(["rebase", "sampling", "beam", "mcts", "dvts"]),
     default="rebase",
     show_default=True,
 )

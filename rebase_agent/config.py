@@ -19,7 +19,7 @@ __all__ = (
     "StrategyName",
 )
 
-StrategyName = Literal["rebase", "sampling", "beam"]
+StrategyName = Literal["rebase", "sampling", "beam", "mcts", "dvts"]
 Rounding = Literal["greedy_ceil", "largest_remainder"]
 RewardReading = Literal["last", "min", "prod", "mean"]
 Aggregation = Literal["weighted_majority", "majority", "best_of_n"]
@@ -61,7 +61,24 @@ class RebaseConfig(BaseModel):
     aggregation: Aggregation = "weighted_majority"
     """How the final answer is chosen from the finished solutions."""
     beam_width: int = Field(4, ge=1)
-    """Beam search only: children per kept beam (search-and-learn's M)."""
+    """Beam search and DVTS: children per kept beam (search-and-learn's M). DVTS grows
+    ``budget / beam_width`` subtrees, so ``budget`` must be a multiple of it."""
+    mcts_expansions: int | None = Field(None, ge=1)
+    """MCTS: tree expansions (provider requests, rollouts not counted); ``None``: ``budget``."""
+    mcts_token_budget: int | None = Field(None, ge=1)
+    """MCTS: stop once the search has generated this many completion tokens (rollouts
+    included); ``None``: no token limit."""
+    mcts_exploration: float = Field(1.0, ge=0.0)
+    """MCTS: the UCT exploration constant C."""
+    mcts_root_children: int = Field(4, ge=1)
+    """MCTS: children of the root (the paper used 4/8/16 for 32/64/128 expansions)."""
+    mcts_children: int = Field(2, ge=1)
+    """MCTS: children of every other expanded node."""
+    mcts_rollout: bool = True
+    """MCTS: roll out from each expanded node to a finished solution and back up its reward
+    (the paper's MCTS); ``False`` backs up the best new child's reward."""
+    mcts_batch_size: int = Field(4, ge=1)
+    """MCTS: leaves selected (with virtual loss) and expanded concurrently; 1 is classic MCTS."""
     answer_equivalence: AnswerEquivalence = "math_verify"
     """How answers are compared for voting: with math-verify (numbers, LaTeX), or as
     normalised strings (for tasks that are not math)."""

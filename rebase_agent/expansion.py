@@ -95,6 +95,19 @@ class TreeExpander:
         return children
 
     async def _expand(self, node: Node, ids: range, out: list[Node]) -> None:
+        out.extend(await self.expand(node, ids))
+
+    async def expand(self, node: Node, ids: range, *, rollout: bool = False) -> list[Node]:
+        """Sample ``len(ids)`` children of ``node`` in one request and score them in one call.
+
+        Args:
+            node: The node to expand.
+            ids: Ids for the children, from :meth:`SearchTree.reserve_ids`.
+            rollout: Mark the children as rollout nodes (kept out of ``node.children``).
+
+        Returns:
+            The children, scored, with ``status == "finished"`` where they end a solution.
+        """
         request = StepRequest(
             problem=self.problem,
             steps=node.steps,
@@ -113,7 +126,7 @@ class TreeExpander:
         _check_completions(self.provider, request, completions)
         kids = []
         for node_id, completion in zip(ids, completions, strict=True):
-            child = self.tree.add_child(node, node_id, completion.text)
+            child = self.tree.add_child(node, node_id, completion.text, rollout=rollout)
             child.finish_reason = completion.finish_reason
             child.prompt_tokens = completion.prompt_tokens
             child.completion_tokens = completion.completion_tokens
@@ -123,7 +136,7 @@ class TreeExpander:
         await self._score(kids)
         for child in kids:
             self._classify(child)
-        out.extend(kids)
+        return kids
 
     async def _score(self, nodes: list[Node]) -> None:
         solutions = tuple(node.steps for node in nodes)

@@ -69,7 +69,7 @@ class SearchResult(BaseModel):
     """Paths still open when the search stopped; they never vote."""
     stopped: str = "done"
     """Why the search ended: ``done`` (budget spent or no open node), ``max_depth``,
-    ``error`` or ``timeout``."""
+    ``token_budget`` (MCTS), ``error`` or ``timeout``."""
     nodes: list[NodeRecord] = Field(default_factory=list)
     """The whole tree, in id order (node 0 is the problem)."""
     usage: Usage = Field(default_factory=Usage)

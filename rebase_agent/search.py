@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rebase_agent.answers import AnswerExtractor, extract_answer
 from rebase_agent.config import RebaseConfig, StrategyName
@@ -33,6 +33,17 @@ class _SearchSetup(BaseModel):
     strategy: StrategyName
     provider: Provider
     scorer: Scorer
+    config: RebaseConfig
+
+    @model_validator(mode="after")
+    def _dvts_budget_splits_into_subtrees(self) -> _SearchSetup:
+        budget, width = self.config.budget, self.config.beam_width
+        if self.strategy == "dvts" and budget % width:
+            raise ValueError(
+                f"strategy 'dvts' grows budget / beam_width subtrees, so budget ({budget}) "
+                f"must be a multiple of beam_width ({width})"
+            )
+        return self
 
 
 class _Problem(BaseModel):
@@ -46,7 +57,7 @@ class RebaseSearch:
         provider: The policy model (any :class:`~rebase_agent.Provider`).
         scorer: The process reward model (any :class:`~rebase_agent.Scorer`).
         config: Search settings; the defaults when ``None``.
-        strategy: ``"rebase"``, ``"sampling"`` or ``"beam"``.
+        strategy: ``"rebase"``, ``"sampling"``, ``"beam"``, ``"mcts"`` or ``"dvts"``.
         extract_answer: Finds a solution's final answer; the math extractor by default.
 
     Raises:
@@ -68,10 +79,11 @@ class RebaseSearch:
         strategy: StrategyName = "rebase",
         extract_answer: AnswerExtractor = extract_answer,
     ) -> None:
-        setup = _SearchSetup(strategy=strategy, provider=provider, scorer=scorer)
+        config = config if config is not None else RebaseConfig()
+        setup = _SearchSetup(strategy=strategy, provider=provider, scorer=scorer, config=config)
         self.provider = provider
         self.scorer = scorer
-        self.config = config if config is not None else RebaseConfig()
+        self.config = config
         self.strategy: StrategyName = setup.strategy
         self.extract_answer = extract_answer
         self.provider_limiter = anyio.CapacityLimiter(self.config.max_concurrent_requests)
@@ -138,8 +150,9 @@ class RebaseSearch:
         config = self.config
         candidates = []
         unfinished = 0
+        parents = {node.parent.id for node in expander.tree.nodes if node.parent is not None}
         for node in sorted(expander.tree.nodes, key=lambda n: n.id):
-            cut_off = node.status == "expanded" and not node.children
+            cut_off = node.status == "expanded" and node.id not in parents
             if cut_off or (node.status == "open" and node.parent is not None):
                 node.status = "unfinished"  # a path still open when the search stopped
             if node.status == "unfinished":
@@ -186,7 +199,7 @@ async def solve(
     strategy: StrategyName = "rebase",
     extract_answer: AnswerExtractor = extract_answer,
 ) -> SearchResult:
-    """Solve one problem with REBASE (or ``"sampling"``, or ``"beam"``).
+    """Solve one problem with REBASE (or ``"sampling"``, ``"beam"``, ``"mcts"``, ``"dvts"``).
 
     Example::
 

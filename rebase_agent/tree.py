@@ -40,7 +40,14 @@ class Node:
     status: NodeStatus = "open"
     width: int = 0
     """Children allocated to this node."""
+    rollout: bool = False
+    """Sampled by an MCTS rollout: in the trace, but never selected or expanded."""
+    visits: int = 0
+    """MCTS: times a value was backed up through this node."""
+    value_sum: float = 0.0
+    """MCTS: sum of the values backed up through this node (its value is the running mean)."""
     children: list[Node] = field(default_factory=list)
+    """Children in the search tree (rollout nodes are not listed)."""
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -67,6 +74,9 @@ class Node:
             answer=self.answer,
             status=self.status,
             width=self.width,
+            rollout=self.rollout,
+            visits=self.visits,
+            value=self.value_sum / self.visits if self.visits else None,
         )
 
 
@@ -85,6 +95,10 @@ class NodeRecord(BaseModel):
     answer: str | None
     status: NodeStatus
     width: int
+    rollout: bool = False
+    visits: int = 0
+    value: float | None = None
+    """MCTS: the running mean of backed-up values."""
 
 
 class SearchTree:
@@ -105,11 +119,12 @@ class SearchTree:
         self._next_id += count
         return ids
 
-    def add_child(self, parent: Node, node_id: int, step: str) -> Node:
+    def add_child(self, parent: Node, node_id: int, step: str, *, rollout: bool = False) -> Node:
         """Attach a sampled step to ``parent`` as a new node."""
-        child = Node(id=node_id, parent=parent, depth=parent.depth + 1, step=step)
+        child = Node(id=node_id, parent=parent, depth=parent.depth + 1, step=step, rollout=rollout)
         self.nodes.append(child)
-        parent.children.append(child)
+        if not rollout:
+            parent.children.append(child)
         return child
 
     def records(self) -> list[NodeRecord]:

@@ -12,10 +12,21 @@ from typing import Protocol
 from rebase_agent.config import StrategyName
 from rebase_agent.expansion import TreeExpander
 from rebase_agent.strategies.beam import BeamSearch
+from rebase_agent.strategies.dvts import Dvts
+from rebase_agent.strategies.mcts import Mcts
 from rebase_agent.strategies.rebase import LevelSearch, Rebase
 from rebase_agent.strategies.sampling import Sampling
 
-__all__ = ("STRATEGIES", "BeamSearch", "LevelSearch", "Rebase", "Sampling", "Strategy")
+__all__ = (
+    "STRATEGIES",
+    "BeamSearch",
+    "Dvts",
+    "LevelSearch",
+    "Mcts",
+    "Rebase",
+    "Sampling",
+    "Strategy",
+)
 
 
 class Strategy(Protocol):
@@ -30,4 +41,6 @@ STRATEGIES: dict[StrategyName, type[Strategy]] = {
     "rebase": Rebase,
     "sampling": Sampling,
     "beam": BeamSearch,
+    "mcts": Mcts,
+    "dvts": Dvts,
 }

@@ -1,0 +1,52 @@
+"""Diverse verifier tree search (DVTS), as in search-and-learn.
+
+(``sal/search/diverse_verifier_tree_search.py``.)
+
+The budget N is split into ``N / M`` independent subtrees (M = ``beam_width``). The problem gets
+N children at depth 1, M per subtree. Then, at every depth, each live subtree keeps its
+highest-scoring new child: if that child finished a solution the subtree stops, otherwise it gets
+M children of its own and its other children are pruned. Subtrees never share budget, which is
+what keeps the search diverse.
+
+Unlike search-and-learn (its issue #57), only finished solutions are candidates; a subtree still
+open at ``max_depth`` is reported as unfinished.
+"""
+
+from __future__ import annotations
+
+from rebase_agent.expansion import TreeExpander
+from rebase_agent.tree import Node
+
+__all__ = ("Dvts",)
+
+
+class Dvts:
+    """``budget / beam_width`` greedy subtrees, each expanding ``beam_width`` children a step."""
+
+    async def run(self, expander: TreeExpander) -> str:
+        """Grow the subtrees until each has finished or hit the depth cap."""
+        config = expander.config
+        width = config.beam_width
+        root = expander.tree.root
+        root.width, root.status = config.budget, "expanded"
+        children = await expander.expand_round([(root, config.budget)])
+        subtrees = [children[i : i + width] for i in range(0, len(children), width)]
+        while True:
+            frontier: list[Node] = []
+            for kids in subtrees:
+                best = max(kids, key=lambda node: node.reward)  # first one on ties
+                for node in kids:
+                    if node is not best and node.status == "open":
+                        node.status = "pruned"
+                if best.status == "open":
+                    frontier.append(best)
+            if not frontier:
+                return "done"
+            if frontier[0].depth >= config.max_depth:
+                for node in frontier:
+                    node.status = "unfinished"
+                return "max_depth"
+            for node in frontier:
+                node.width, node.status = width, "expanded"
+            children = await expander.expand_round([(node, width) for node in frontier])
+            subtrees = [children[i : i + width] for i in range(0, len(children), width)]

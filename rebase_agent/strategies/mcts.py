@@ -1,0 +1,140 @@
+"""Monte Carlo tree search over reasoning steps, the baseline of the REBASE paper.
+
+Each iteration selects leaves by UCT, ``Q(c) + C · sqrt(ln N(parent) / N(c))`` with Q the running
+mean of backed-up values, expands each with ``mcts_children`` children (the root with
+``mcts_root_children``), values the new children with the PRM (the same reward reading as
+REBASE), optionally rolls out from the best new child to a finished solution, and backs the value
+up the path: the rollout's final reward, or without rollouts the best new child's reward.
+
+Selection is batched: ``mcts_batch_size`` leaves are chosen at once, each pending path taking a
+virtual loss (one visit of value 0) so the next selection in the batch prefers other leaves, and
+all of them are expanded concurrently. Batch size 1 is classic sequential MCTS.
+
+The budget is ``mcts_expansions`` tree expansions (one provider request each; ``None`` means
+``budget``) and optionally ``mcts_token_budget`` completion tokens; rollout requests count as
+tokens, not expansions. Every finished solution met, rollouts included, is a candidate for the
+same voting as the other strategies; paths still open at the end are reported as unfinished.
+"""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+
+from rebase_agent.expansion import TreeExpander
+from rebase_agent.tree import Node
+
+__all__ = ("Mcts", "uct_score")
+
+
+def uct_score(child: Node, parent_visits: int, exploration: float) -> float:
+    """UCT of ``child``: infinite when unvisited, so every child is tried once."""
+    if child.visits == 0:
+        return math.inf
+    mean = child.value_sum / child.visits
+    return mean + exploration * math.sqrt(math.log(max(parent_visits, 1)) / child.visits)
+
+
+class Mcts:
+    """Batched MCTS with virtual loss, PRM values and optional rollouts."""
+
+    def __init__(self) -> None:
+        self._exhausted: set[int] = set()
+
+    async def run(self, expander: TreeExpander) -> str:
+        """Run iterations until the expansion or token budget is spent, or the tree is done."""
+        config = expander.config
+        expansions_left = config.mcts_expansions or config.budget
+        root = expander.tree.root
+        while expansions_left > 0 and root.id not in self._exhausted:
+            if (
+                config.mcts_token_budget is not None
+                and expander.usage.completion_tokens >= config.mcts_token_budget
+            ):
+                return "token_budget"
+            leaves = self.select(root, min(config.mcts_batch_size, expansions_left), expander)
+            if not leaves:
+                break
+            expansions_left -= len(leaves)
+            async with anyio.create_task_group() as tg:
+                for leaf in leaves:
+                    tg.start_soon(self._iterate, expander, leaf)
+        return "done"
+
+    def select(self, root: Node, count: int, expander: TreeExpander) -> list[Node]:
+        """Pick up to ``count`` distinct leaves to expand, with virtual loss on each path.
+
+        A path that ends on a finished node, or on an open node at the depth cap, has nothing
+        to expand: the node is marked exhausted, like a subtree whose nodes all are, and is
+        never selected again.
+        """
+        exploration = expander.config.mcts_exploration
+        leaves: list[Node] = []
+        for _ in range(count):
+            node = root
+            while node.children:
+                candidates = [c for c in node.children if c.id not in self._exhausted]
+                if not candidates:
+                    self._mark_exhausted(node)
+                    break
+                node = max(candidates, key=lambda c: uct_score(c, node.visits, exploration))
+            if root.id in self._exhausted:
+                break
+            if node.id in self._exhausted:
+                continue
+            if node.status == "finished" or node.depth >= expander.config.max_depth:
+                self._mark_exhausted(node)
+                continue
+            if node in leaves:
+                break  # the batch already holds every leaf worth trying now
+            self._virtual_loss(node, +1)
+            leaves.append(node)
+        return leaves
+
+    async def _iterate(self, expander: TreeExpander, leaf: Node) -> None:
+        """Expand ``leaf``, value it (rollout or PRM), back the value up."""
+        config = expander.config
+        width = config.mcts_root_children if leaf.parent is None else config.mcts_children
+        leaf.width, leaf.status = width, "expanded"
+        children = await expander.expand(leaf, expander.tree.reserve_ids(width))
+        self._virtual_loss(leaf, -1)
+        for child in children:  # the PRM's value of each new child is its first visit
+            child.visits, child.value_sum = 1, child.reward
+        best = max(children, key=lambda c: c.reward)
+        value = best.reward
+        if config.mcts_rollout and best.status == "open":
+            value = await self._rollout(expander, best)
+        self._backup(leaf, value)
+
+    async def _rollout(self, expander: TreeExpander, start: Node) -> float:
+        """Sample one step at a time from ``start`` to a finished solution or the depth cap."""
+        node = start
+        while node.status == "open" and node.depth < expander.config.max_depth:
+            if node.rollout:
+                node.width, node.status = 1, "expanded"
+            (node,) = await expander.expand(node, expander.tree.reserve_ids(1), rollout=True)
+        return node.reward
+
+    @staticmethod
+    def _backup(node: Node | None, value: float) -> None:
+        """Add one visit of ``value`` to ``node`` and every ancestor (running means)."""
+        while node is not None:
+            node.visits += 1
+            node.value_sum += value
+            node = node.parent
+
+    @staticmethod
+    def _virtual_loss(node: Node | None, sign: int) -> None:
+        """Add (``+1``) or remove (``-1``) a pending visit of value 0 along the path."""
+        while node is not None:
+            node.visits += sign
+            node = node.parent
+
+    def _mark_exhausted(self, node: Node) -> None:
+        """``node`` has nothing left to expand; so may its ancestors."""
+        self._exhausted.add(node.id)
+        parent = node.parent
+        while parent is not None and all(c.id in self._exhausted for c in parent.children):
+            self._exhausted.add(parent.id)
+            parent = parent.parent
