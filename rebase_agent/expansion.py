@@ -9,6 +9,7 @@ round is done, so the strategy can reallocate with every reward of the depth in 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from rebase_agent.usage import DepthStats, Usage
 __all__ = ("TreeExpander",)
 
 _SEED_MODULUS = 2**31 - 1
+
+logger = logging.getLogger(__name__)
 
 
 class TreeExpander:
@@ -92,6 +95,15 @@ class TreeExpander:
         children.sort(key=lambda child: child.id)
         stats.children = len(children)
         stats.finished = sum(child.status == "finished" for child in children)
+        logger.debug(
+            "depth %d: expanded %d nodes with budget %d into %d children (%d finished) in %.3f s",
+            stats.depth,
+            stats.expanded,
+            stats.budget,
+            stats.children,
+            stats.finished,
+            stats.wall_s,
+        )
         return children
 
     async def _expand(self, node: Node, ids: range, out: list[Node]) -> None:
@@ -162,6 +174,7 @@ class TreeExpander:
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of a (nested) exception group that is not itself a group."""
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]

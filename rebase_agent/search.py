@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rebase_agent.answers import AnswerExtractor, extract_answer
 from rebase_agent.config import RebaseConfig, StrategyName
 from rebase_agent.exceptions import SearchFailed, SearchTimeout
-from rebase_agent.expansion import TreeExpander
+from rebase_agent.expansion import TreeExpander, _first_leaf
 from rebase_agent.protocols import Provider, Scorer
 from rebase_agent.result import Candidate, SearchResult
 from rebase_agent.strategies import STRATEGIES
@@ -124,25 +125,59 @@ class RebaseSearch:
             )
         return await self._result(expander, stopped, started)
 
+    @overload
     async def solve_many(
-        self, problems: Sequence[str], *, max_concurrent: int = 8
-    ) -> list[SearchResult]:
+        self,
+        problems: Sequence[str],
+        *,
+        max_concurrent: int = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[SearchResult]: ...
+
+    @overload
+    async def solve_many(
+        self,
+        problems: Sequence[str],
+        *,
+        max_concurrent: int = ...,
+        return_exceptions: Literal[True],
+    ) -> list[SearchResult | SearchFailed]: ...
+
+    async def solve_many(
+        self, problems: Sequence[str], *, max_concurrent: int = 8, return_exceptions: bool = False
+    ) -> list[SearchResult] | list[SearchResult | SearchFailed]:
         """Solve ``problems`` concurrently, at most ``max_concurrent`` at a time, in order.
 
         The provider and scorer limits of this object apply across all of them.
+
+        Args:
+            problems: The problems.
+            max_concurrent: Searches running at once.
+            return_exceptions: If true, a failed search's :class:`SearchFailed` (with its
+                ``partial`` result) takes its place in the list and the others go on; if false,
+                the first failure cancels the rest and is raised.
         """
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
-        results: list[SearchResult | None] = [None] * len(problems)
+        results: list[SearchResult | SearchFailed | None] = [None] * len(problems)
         limiter = anyio.CapacityLimiter(max_concurrent)
 
         async def one(index: int) -> None:
             async with limiter:
-                results[index] = await self.solve(problems[index])
+                try:
+                    results[index] = await self.solve(problems[index])
+                except SearchFailed as exc:
+                    if not return_exceptions:
+                        raise
+                    results[index] = exc
 
-        async with anyio.create_task_group() as tg:
-            for index in range(len(problems)):
-                tg.start_soon(one, index)
+        try:
+            async with anyio.create_task_group() as tg:
+                for index in range(len(problems)):
+                    tg.start_soon(one, index)
+        except ExceptionGroup as group:
+            leaf = _first_leaf(group)
+            raise leaf from leaf.__cause__
         return [r for r in results if r is not None]
 
     async def _result(self, expander: TreeExpander, stopped: str, started: float) -> SearchResult:

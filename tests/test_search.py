@@ -392,3 +392,17 @@ async def test_bad_arguments_fail_before_any_request() -> None:
         await solve("", provider=provider, scorer=ScriptedScorer())
     assert provider.requests == []
     await checkpoint()
+
+
+async def test_solve_many_can_keep_going_past_a_failed_problem() -> None:
+    def steps(request: StepRequest) -> list[str]:
+        if request.problem == "bad":
+            raise ProviderError("no")
+        return ["The answer is 1."] * request.n
+
+    search = RebaseSearch(FunctionProvider(steps), ScriptedScorer(), RebaseConfig(budget=2))
+    results = await search.solve_many(["a", "bad", "c"], return_exceptions=True)
+    assert isinstance(results[1], SearchFailed) and results[1].partial.problem == "bad"
+    assert [r.answer for r in (results[0], results[2]) if isinstance(r, SearchResult)] == ["1", "1"]
+    with pytest.raises(SearchFailed, match="no"):
+        await search.solve_many(["a", "bad", "c"])
