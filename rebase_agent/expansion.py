@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import anyio
 
@@ -42,6 +42,7 @@ class TreeExpander:
         extract_answer: Finds a step's (or a solution's) final answer.
         provider_limiter: Caps provider requests in flight (shared across searches).
         scorer_limiter: Caps scorer calls in flight (shared across searches).
+        on_round: Called with each round's statistics when the round ends (progress reports).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class TreeExpander:
         extract_answer: AnswerExtractor,
         provider_limiter: anyio.CapacityLimiter,
         scorer_limiter: anyio.CapacityLimiter,
+        on_round: Callable[[DepthStats], None] | None = None,
     ) -> None:
         self.problem = problem
         self.provider = provider
@@ -62,6 +64,7 @@ class TreeExpander:
         self.extract_answer = extract_answer
         self.provider_limiter = provider_limiter
         self.scorer_limiter = scorer_limiter
+        self.on_round = on_round
         self.tree = SearchTree()
         self.usage = Usage()
 
@@ -72,13 +75,11 @@ class TreeExpander:
         Children come back in id order (ids are reserved here, in ``plan`` order, so they do not
         depend on which request returns first).
         """
-        started = time.perf_counter()
-        stats = DepthStats(
+        stats = self.begin_round(
             depth=plan[0][0].depth if plan else 0,
             expanded=len(plan),
             budget=sum(width for _, width in plan),
         )
-        self.usage.depths.append(stats)
         children: list[Node] = []
         try:
             async with anyio.create_task_group() as tg:
@@ -91,8 +92,20 @@ class TreeExpander:
             leaf = _first_leaf(group)
             raise leaf from leaf.__cause__
         finally:
-            stats.wall_s = time.perf_counter() - started
-        children.sort(key=lambda child: child.id)
+            children.sort(key=lambda child: child.id)
+            self.end_round(stats, children)
+        return children
+
+    def begin_round(self, *, depth: int, expanded: int, budget: int) -> DepthStats:
+        """Start the statistics of one round of concurrent expansions."""
+        stats = DepthStats(depth=depth, expanded=expanded, budget=budget)
+        stats.wall_s = -time.perf_counter()
+        self.usage.depths.append(stats)
+        return stats
+
+    def end_round(self, stats: DepthStats, children: Sequence[Node]) -> None:
+        """Complete a round's statistics and report it to ``on_round``."""
+        stats.wall_s += time.perf_counter()
         stats.children = len(children)
         stats.finished = sum(child.status == "finished" for child in children)
         logger.debug(
@@ -104,7 +117,8 @@ class TreeExpander:
             stats.finished,
             stats.wall_s,
         )
-        return children
+        if self.on_round is not None:
+            self.on_round(stats)
 
     async def _expand(self, node: Node, ids: range, out: list[Node]) -> None:
         out.extend(await self.expand(node, ids))

@@ -7,7 +7,7 @@ many problems solved concurrently through one object share the same caps on requ
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, overload
 
 import anyio
@@ -20,7 +20,7 @@ from rebase_agent.expansion import TreeExpander, _first_leaf
 from rebase_agent.protocols import Provider, Scorer
 from rebase_agent.result import Candidate, SearchResult
 from rebase_agent.strategies import STRATEGIES
-from rebase_agent.usage import _current_usage
+from rebase_agent.usage import DepthStats, _current_usage
 from rebase_agent.voting import vote
 
 __all__ = ("RebaseSearch", "solve")
@@ -90,8 +90,15 @@ class RebaseSearch:
         self.provider_limiter = anyio.CapacityLimiter(self.config.max_concurrent_requests)
         self.scorer_limiter = anyio.CapacityLimiter(self.config.max_concurrent_scores)
 
-    async def solve(self, problem: str) -> SearchResult:
+    async def solve(
+        self, problem: str, *, on_round: Callable[[DepthStats], None] | None = None
+    ) -> SearchResult:
         """Search for a solution of ``problem``.
+
+        Args:
+            problem: The problem statement.
+            on_round: Called after each round of expansions (each depth, for the level
+                strategies) with its statistics, for progress reports.
 
         Raises:
             SearchFailed: A provider or scorer failed; ``exc.partial`` holds what was finished.
@@ -106,6 +113,7 @@ class RebaseSearch:
             extract_answer=self.extract_answer,
             provider_limiter=self.provider_limiter,
             scorer_limiter=self.scorer_limiter,
+            on_round=on_round,
         )
         strategy = STRATEGIES[self.strategy]()
         token = _current_usage.set(expander.usage)
@@ -233,6 +241,7 @@ async def solve(
     config: RebaseConfig | None = None,
     strategy: StrategyName = "rebase",
     extract_answer: AnswerExtractor = extract_answer,
+    on_round: Callable[[DepthStats], None] | None = None,
 ) -> SearchResult:
     """Solve one problem with REBASE (or ``"sampling"``, ``"beam"``, ``"mcts"``, ``"dvts"``).
 
@@ -247,4 +256,4 @@ async def solve(
     search = RebaseSearch(
         provider, scorer, config, strategy=strategy, extract_answer=extract_answer
     )
-    return await search.solve(problem)
+    return await search.solve(problem, on_round=on_round)

@@ -406,3 +406,16 @@ async def test_solve_many_can_keep_going_past_a_failed_problem() -> None:
     assert [r.answer for r in (results[0], results[2]) if isinstance(r, SearchResult)] == ["1", "1"]
     with pytest.raises(SearchFailed, match="no"):
         await search.solve_many(["a", "bad", "c"])
+
+
+async def test_on_round_reports_every_round_as_it_ends() -> None:
+    seen: list[tuple[int, int, int]] = []
+    result = await solve(
+        "p",
+        provider=ScriptedProvider(depth=3),
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=4),
+        on_round=lambda s: seen.append((s.depth, s.children, s.finished)),
+    )
+    assert seen == [(d.depth, d.children, d.finished) for d in result.usage.depths]
+    assert seen == [(0, 4, 0), (1, 4, 0), (2, 4, 4)]

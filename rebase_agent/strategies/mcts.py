@@ -22,7 +22,7 @@ import math
 
 import anyio
 
-from rebase_agent.expansion import TreeExpander
+from rebase_agent.expansion import TreeExpander, _first_leaf
 from rebase_agent.tree import Node
 
 __all__ = ("Mcts", "uct_score")
@@ -57,9 +57,21 @@ class Mcts:
             if not leaves:
                 break
             expansions_left -= len(leaves)
-            async with anyio.create_task_group() as tg:
-                for leaf in leaves:
-                    tg.start_soon(self._iterate, expander, leaf)
+            stats = expander.begin_round(
+                depth=min(leaf.depth for leaf in leaves),
+                expanded=len(leaves),
+                budget=sum(self._width(leaf, expander) for leaf in leaves),
+            )
+            new: list[Node] = []
+            try:
+                async with anyio.create_task_group() as tg:
+                    for leaf in leaves:
+                        tg.start_soon(self._iterate, expander, leaf, new)
+            except ExceptionGroup as group:
+                leaf_exc = _first_leaf(group)
+                raise leaf_exc from leaf_exc.__cause__
+            finally:
+                expander.end_round(stats, new)
         return "done"
 
     def select(self, root: Node, count: int, expander: TreeExpander) -> list[Node]:
@@ -92,12 +104,18 @@ class Mcts:
             leaves.append(node)
         return leaves
 
-    async def _iterate(self, expander: TreeExpander, leaf: Node) -> None:
+    @staticmethod
+    def _width(leaf: Node, expander: TreeExpander) -> int:
+        config = expander.config
+        return config.mcts_root_children if leaf.parent is None else config.mcts_children
+
+    async def _iterate(self, expander: TreeExpander, leaf: Node, new: list[Node]) -> None:
         """Expand ``leaf``, value it (rollout or PRM), back the value up."""
         config = expander.config
-        width = config.mcts_root_children if leaf.parent is None else config.mcts_children
+        width = self._width(leaf, expander)
         leaf.width, leaf.status = width, "expanded"
         children = await expander.expand(leaf, expander.tree.reserve_ids(width))
+        new.extend(children)
         self._virtual_loss(leaf, -1)
         for child in children:  # the PRM's value of each new child is its first visit
             child.visits, child.value_sum = 1, child.reward
