@@ -3,18 +3,15 @@
 ``rebase-agent solve "PROBLEM"`` runs one search and prints the answer, the tree's shape and the
 usage (``--json`` prints the whole :class:`~rebase_agent.SearchResult`).
 
-Backends (a provider and a scorer) are chosen with ``--backend``. ``scripted`` is the built-in,
-in-process one from :mod:`rebase_agent.testing`; plug-in packages add others through the
-``rebase_agent.backends`` entry-point group, each entry a factory
-``(**options: str) -> (Provider, Scorer)`` that receives the ``--option KEY=VALUE`` pairs. The
-core never imports a plug-in: it only looks the entry point up by name.
+Backends (a provider and a scorer) are chosen with ``--backend`` and configured with
+``--option KEY=VALUE`` (see :mod:`rebase_agent.backends`). Other packages add commands (``serve``)
+through the ``rebase_agent.commands`` entry-point group, so the core never imports them.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -22,37 +19,19 @@ import anyio
 import click
 from pydantic import ValidationError
 
+from rebase_agent.backends import BackendFactory, load_backend
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import RebaseError
-from rebase_agent.protocols import Provider, Scorer
 from rebase_agent.result import SearchResult
 from rebase_agent.search import RebaseSearch
 
 __all__ = ("main",)
 
-BACKEND_GROUP = "rebase_agent.backends"
-BackendFactory = Callable[..., tuple[Provider, Scorer]]
-
-
-def _scripted_backend(**options: str) -> tuple[Provider, Scorer]:
-    from rebase_agent.testing import ScriptedProvider, ScriptedScorer
-
-    answers = options.get("answers", "42,41,24").split(",")
-    provider = ScriptedProvider(depth=int(options.get("depth", "3")), answers=answers)
-    return provider, ScriptedScorer(rules={answers[0]: 0.9})
-
-
 def _backend(name: str) -> BackendFactory:
-    if name == "scripted":
-        return _scripted_backend
-    found = {ep.name: ep for ep in entry_points(group=BACKEND_GROUP)}
-    if name not in found:
-        known = ", ".join(sorted({"scripted", *found}))
-        raise click.BadParameter(
-            f"unknown backend {name!r}; known: {known}", param_hint="--backend"
-        )
-    factory: BackendFactory = found[name].load()
-    return factory
+    try:
+        return load_backend(name)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--backend") from exc
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -87,7 +66,32 @@ def _summary(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
-@click.group()
+COMMAND_GROUP = "rebase_agent.commands"
+
+
+class _PluginGroup(click.Group):
+    """A command group that also offers the commands of the ``rebase_agent.commands`` entry
+    points, loading each one only when it is run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugins = {ep.name for ep in entry_points(group=COMMAND_GROUP)}
+        return sorted({*super().list_commands(ctx), *plugins})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        for ep in entry_points(group=COMMAND_GROUP):
+            if ep.name == cmd_name:
+                try:
+                    loaded: click.Command = ep.load()
+                except ImportError as exc:
+                    raise click.ClickException(str(exc)) from exc
+                return loaded
+        return None
+
+
+@click.group(cls=_PluginGroup)
 @click.version_option(package_name="rebase-agent")
 def main() -> None:
     """REBASE (reward balanced search) over reasoning steps."""
@@ -135,3 +139,4 @@ def solve(
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(result.model_dump_json(indent=2) if as_json else _summary(result))
+
