@@ -25,9 +25,10 @@ class SloppyAdder:
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         done = len(request.steps)
         total = sum(NUMBERS[:done])
+        rng = random.Random(request.seed)  # the search derives a seed for every request
         out = []
         for _ in range(request.n):
-            new = total + NUMBERS[done] + random.choice([0, 0, 0, 0, 0, 0, 0, 1, -1, 10])
+            new = total + NUMBERS[done] + rng.choice([0, 0, 0, 0, 0, 0, 0, 1, -1, 10])
             if done + 1 == len(NUMBERS):
                 out.append(StepCompletion(text=f"The answer is {new}.", finish_reason="eos"))
             else:
@@ -52,7 +53,7 @@ class SumChecker:
 
 
 async def main() -> None:
-    config = RebaseConfig(budget=8, balance_temperature=0.1)
+    config = RebaseConfig(budget=8, balance_temperature=0.1, seed=7)
     result = await solve(PROBLEM, provider=SloppyAdder(), scorer=SumChecker(), config=config)
     print(f"answer {result.answer} (right: {sum(NUMBERS)})")
     print(f"tree {result.tree_shape()}, votes {[(v.answer, v.count) for v in result.votes]}")

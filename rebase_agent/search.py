@@ -90,6 +90,20 @@ class RebaseSearch:
         self.provider_limiter = anyio.CapacityLimiter(self.config.max_concurrent_requests)
         self.scorer_limiter = anyio.CapacityLimiter(self.config.max_concurrent_scores)
 
+    def with_config(self, config: RebaseConfig) -> RebaseSearch:
+        """A search like this one with another config, sharing its provider, scorer, answer
+        extractor and concurrency limits (the limits of ``config`` are not applied)."""
+        other = RebaseSearch(
+            self.provider,
+            self.scorer,
+            config,
+            strategy=self.strategy,
+            extract_answer=self.extract_answer,
+        )
+        other.provider_limiter = self.provider_limiter
+        other.scorer_limiter = self.scorer_limiter
+        return other
+
     async def solve(
         self, problem: str, *, on_round: Callable[[DepthStats], None] | None = None
     ) -> SearchResult:

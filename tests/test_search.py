@@ -419,3 +419,20 @@ async def test_on_round_reports_every_round_as_it_ends() -> None:
     )
     assert seen == [(d.depth, d.children, d.finished) for d in result.usage.depths]
     assert seen == [(0, 4, 0), (1, 4, 0), (2, 4, 4)]
+
+
+async def test_with_config_shares_limits_and_validates() -> None:
+    from pydantic import ValidationError
+
+    search = RebaseSearch(
+        ScriptedProvider(), ScriptedScorer(), RebaseConfig(budget=8, beam_width=4)
+    )
+    other = search.with_config(search.config.model_copy(update={"budget": 4}))
+    assert other.provider_limiter is search.provider_limiter
+    assert other.scorer_limiter is search.scorer_limiter
+    assert (await other.solve("p")).config.budget == 4
+    dvts = RebaseSearch(
+        ScriptedProvider(), ScriptedScorer(), RebaseConfig(budget=8), strategy="dvts"
+    )
+    with pytest.raises(ValidationError, match="multiple of beam_width"):
+        dvts.with_config(RebaseConfig(budget=6))
