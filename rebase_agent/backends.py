@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 from rebase_agent.protocols import Provider, Scorer
 
-__all__ = ("BACKEND_GROUP", "BackendFactory", "backend_names", "load_backend")
+__all__ = ("BACKEND_GROUP", "BackendFactory", "aclose", "backend_names", "load_backend")
 
 BACKEND_GROUP = "rebase_agent.backends"
 BackendFactory = Callable[..., tuple[Provider, Scorer]]
@@ -47,3 +47,11 @@ def load_backend(name: str) -> BackendFactory:
             factory: BackendFactory = ep.load()
             return factory
     raise LookupError(f"unknown backend {name!r}; known: {', '.join(backend_names())}")
+
+
+async def aclose(*parts: object) -> None:
+    """Close each provider or scorer that has an async ``aclose()`` (HTTP clients, models)."""
+    for part in parts:
+        close = getattr(part, "aclose", None)
+        if close is not None:
+            await close()

@@ -19,7 +19,7 @@ import anyio
 import click
 from pydantic import ValidationError
 
-from rebase_agent.backends import BackendFactory, load_backend
+from rebase_agent.backends import BackendFactory, aclose, load_backend
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import RebaseError
 from rebase_agent.result import SearchResult
@@ -131,10 +131,20 @@ def solve(
         config = RebaseConfig(**settings)
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
-    provider, scorer = _backend(backend)(**_parse_options(options))
-    search = RebaseSearch(provider, scorer, config, strategy=strategy)  # type: ignore[arg-type]
     try:
-        result = anyio.run(search.solve, problem)
+        provider, scorer = _backend(backend)(**_parse_options(options))
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--option") from exc
+    search = RebaseSearch(provider, scorer, config, strategy=strategy)  # type: ignore[arg-type]
+
+    async def run() -> SearchResult:
+        try:
+            return await search.solve(problem)
+        finally:
+            await aclose(provider, scorer)
+
+    try:
+        result = anyio.run(run)
     except RebaseError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

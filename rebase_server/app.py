@@ -37,7 +37,7 @@ from rebase_agent import (
     SearchResult,
     SearchTimeout,
 )
-from rebase_agent.backends import load_backend
+from rebase_agent.backends import aclose, load_backend
 from rebase_server import openai_api as api
 from rebase_server.config import RouteConfig, ServerConfig
 
@@ -390,10 +390,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         for search in server.searches.values():
-            for part in (search.provider, search.scorer):
-                close = getattr(part, "aclose", None)
-                if close is not None:
-                    await close()
+            await aclose(search.provider, search.scorer)
 
     app = Starlette(
         routes=[

@@ -46,3 +46,8 @@ def test_console_script_is_installed() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("answer: ")
+
+
+def test_backend_option_errors_are_usage_errors() -> None:
+    out = CliRunner().invoke(main, ["solve", "p", "--backend", "openai", "--option", "mode=x"])
+    assert out.exit_code == 2 and "needs --option model=NAME" in out.output

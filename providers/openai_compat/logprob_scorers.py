@@ -1,0 +1,209 @@
+"""Generative PRMs and LLM judges, scored from the first token's ``top_logprobs``.
+
+They run on any OpenAI-compatible server that returns logprobs (vLLM, SGLang, llama-server,
+Ollama ≥ 0.12.11 on ``/v1``, OpenAI chat models that are not reasoning models). Each request
+asks for one token at temperature 0 and reads P(positive)/(P(positive)+P(negative)) (see
+:mod:`.label_probs`). Each scores the *last* step of a prefix, one request per prefix not yet
+scored (cached, so a node's steps are never re-scored).
+
+- :class:`MathShepherdScorer`: Math-Shepherd on ``/v1/completions``: the prompt ends in the
+  last step's `` ки`` tag; labels ``+``/``-``.
+- :class:`RLHFlowScorer`: RLHFlow PRMs on ``/v1/chat/completions``: a user turn per step, an
+  assistant ``+`` after each earlier one; labels ``+``/``-``.
+- :class:`~.judge.JudgeScorer` (in :mod:`.judge`): any instruction model asked whether the last
+  step is correct; labels ``Yes``/``No``; chat or completions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from providers.openai_compat.concurrency import gather
+from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
+from providers.openai_compat.label_probs import label_probability
+from providers.openai_compat.retry import RetryPolicy
+from providers.openai_compat.score_cache import CachedScorer
+from rebase_agent.exceptions import ScoringError
+from rebase_agent.usage import record_scorer_tokens
+
+__all__ = ("LogprobScorer", "MathShepherdScorer", "RLHFlowScorer")
+
+logger = logging.getLogger("providers.openai_compat")
+
+
+class LogprobScorer(CachedScorer, UsesEndpoints):
+    """A last-step scorer that reads label probabilities from ``top_logprobs``.
+
+    Args:
+        model: The model name on the server.
+        base_url: The base URL, or several replicas.
+        api_key: API key; ``None`` reads ``OPENAI_API_KEY`` or sends a placeholder.
+        top_logprobs: How many top tokens to ask for (vLLM and OpenAI chat allow 20, OpenAI
+            completions 5).
+        batch_size: Prompts per ``/v1/completions`` request (vLLM, SGLang, llama-server and
+            OpenAI accept a list of prompts; llama-cpp-python's server does not). Chat requests
+            carry one conversation each.
+        max_concurrency: Requests in flight at once, per endpoint.
+        timeout_s: Deadline of one request attempt.
+        retry: Retry policy.
+        extra_body: More request fields (e.g. ``{"chat_template_kwargs":
+            {"enable_thinking": False}}`` for thinking models).
+        endpoints: A ready :class:`EndpointPool` instead of ``base_url`` and the options above.
+        cache_size: Prefix scores kept.
+    """
+
+    api: Literal["chat", "completions"] = "chat"
+    positive: tuple[str, ...] = ("+",)
+    negative: tuple[str, ...] = ("-",)
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | Sequence[str] = "http://localhost:8001/v1",
+        *,
+        api_key: str | None = None,
+        top_logprobs: int = 20,
+        batch_size: int = 1,
+        max_concurrency: int = 16,
+        timeout_s: float = 300.0,
+        retry: RetryPolicy | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        endpoints: EndpointPool | None = None,
+        cache_size: int = 100_000,
+    ) -> None:
+        super().__init__(cache_size=cache_size)
+        self.model = model
+        self.top_logprobs = top_logprobs
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.extra_body = dict(extra_body or {})
+        self.endpoints = endpoints or EndpointPool(
+            base_url,
+            api_key=api_key,
+            max_concurrency=max_concurrency,
+            timeout_s=timeout_s,
+            retry=retry,
+        )
+        self.unconfident = 0
+        """Scores given 0.5 because neither label was among the top tokens."""
+
+    def prompt(self, problem: str, steps: Sequence[str]) -> str:
+        """The completions prompt, ending where the label is predicted."""
+        raise NotImplementedError
+
+    def messages(self, problem: str, steps: Sequence[str]) -> list[dict[str, str]]:
+        """The chat messages, ending where the label is predicted."""
+        raise NotImplementedError
+
+    async def _score_last_steps(self, problem: str, prefixes: list[tuple[str, ...]]) -> list[float]:
+        size = self.batch_size if self.api == "completions" else 1
+        groups = [prefixes[i : i + size] for i in range(0, len(prefixes), size)]
+        tokens = [0, 0]
+        path = "/completions" if self.api == "completions" else "/chat/completions"
+
+        def call(group: list[tuple[str, ...]]) -> Any:
+            async def op(endpoint: Endpoint) -> list[float]:
+                found, used = await self._request(endpoint, problem, group)
+                tokens[0] += used[0]
+                tokens[1] += used[1]
+                return [self._read(logprobs) for logprobs in found]
+
+            return lambda: self.endpoints.call(op, path=path, model=self.model)
+
+        try:
+            results = await gather([call(group) for group in groups])
+        finally:
+            record_scorer_tokens(tokens[0], tokens[1])
+        return [score for scores in results for score in scores]
+
+    def _read(self, logprobs: dict[str, float]) -> float:
+        result = label_probability(logprobs, self.positive, self.negative)
+        if not result.confident:
+            self.unconfident += 1
+            logger.debug("%s: neither label in the top tokens %s", self.model, logprobs)
+        return result.score
+
+    async def _request(
+        self, endpoint: Endpoint, problem: str, group: list[tuple[str, ...]]
+    ) -> tuple[list[dict[str, float]], tuple[int, int]]:
+        """One request for the group's prefixes; the top logprobs of each first token."""
+        where = f"{endpoint.base_url} (model {self.model!r})"
+        missing = f"{where}: answer has no logprobs; does the server return them?"
+        common: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "extra_body": self.extra_body,
+        }
+        found: list[dict[str, float]] = []
+        if self.api == "completions":
+            prompts = [self.prompt(problem, steps) for steps in group]
+            completion = await endpoint.client.completions.create(
+                prompt=prompts if len(prompts) > 1 else prompts[0],
+                logprobs=self.top_logprobs,
+                **common,
+            )
+            usage = completion.usage
+            choices = sorted(completion.choices, key=lambda c: c.index)
+            if len(choices) != len(group):
+                raise ScoringError(
+                    f"{where}: sent {len(group)} prompts, got {len(choices)} choices"
+                )
+            for choice in choices:
+                lp = choice.logprobs
+                if lp is None or not lp.top_logprobs:
+                    raise ScoringError(missing)
+                top = dict(lp.top_logprobs[0] or {})
+                if lp.tokens and lp.token_logprobs and lp.token_logprobs[0] is not None:
+                    top.setdefault(lp.tokens[0], lp.token_logprobs[0])
+                found.append(top)
+        else:
+            (steps,) = group
+            chat = await endpoint.client.chat.completions.create(
+                messages=self.messages(problem, steps),  # type: ignore[arg-type]
+                logprobs=True,
+                top_logprobs=self.top_logprobs,
+                **common,
+            )
+            usage = chat.usage
+            content = (
+                chat.choices[0].logprobs.content
+                if chat.choices and chat.choices[0].logprobs
+                else None
+            )
+            if not content:
+                raise ScoringError(missing)
+            top = {t.token: t.logprob for t in content[0].top_logprobs}
+            top.setdefault(content[0].token, content[0].logprob)
+            found.append(top)
+        used = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        return found, used
+
+
+class MathShepherdScorer(LogprobScorer):
+    """Math-Shepherd PRM through ``/v1/completions`` logprobs: P(+) after the last `` ки``."""
+
+    api = "completions"
+    step_tag = "ки"
+
+    def prompt(self, problem: str, steps: Sequence[str]) -> str:
+        """``f"{problem} {step1} ки\\n{step2} ки"``: the model predicts ``+``/``-`` next."""
+        body = "\n".join(f"{s.replace(self.step_tag, '').strip()} {self.step_tag}" for s in steps)
+        return f"{problem} {body}"
+
+
+class RLHFlowScorer(LogprobScorer):
+    """RLHFlow PRMs (``RLHFlow/Llama3.1-8B-PRM-*``): a user turn per step, assistant ``+``."""
+
+    def messages(self, problem: str, steps: Sequence[str]) -> list[dict[str, str]]:
+        """User turns ``problem + " " + step1``, ``step2``, ...; ``+`` after each earlier one."""
+        messages: list[dict[str, str]] = []
+        for i, step in enumerate(steps):
+            if i:
+                messages.append({"role": "assistant", "content": "+"})
+            content = f"{problem} {step.strip()}" if i == 0 else step.strip()
+            messages.append({"role": "user", "content": content})
+        return messages
