@@ -19,30 +19,15 @@ import anyio
 import click
 from pydantic import ValidationError
 
-from rebase_agent.backends import BackendFactory, aclose, load_backend
+from rebase_agent._cli_common import backend_factory as _backend
+from rebase_agent._cli_common import option_pairs as _parse_options
+from rebase_agent.backends import aclose
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import RebaseError
 from rebase_agent.result import SearchResult
 from rebase_agent.search import RebaseSearch
 
 __all__ = ("main",)
-
-def _backend(name: str) -> BackendFactory:
-    try:
-        return load_backend(name)
-    except LookupError as exc:
-        raise click.BadParameter(str(exc), param_hint="--backend") from exc
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
-        options[key] = value
-    return options
-
 
 def _summary(result: SearchResult) -> str:
     usage = result.usage
@@ -150,3 +135,12 @@ def solve(
         sys.exit(1)
     click.echo(result.model_dump_json(indent=2) if as_json else _summary(result))
 
+
+
+def _register_builtin_commands() -> None:
+    from rebase_agent.cli_eval import register
+
+    register(main)
+
+
+_register_builtin_commands()

@@ -1,0 +1,27 @@
+"""What the ``rebase-agent`` commands share: backend and option lookups as usage errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+
+from rebase_agent.backends import BackendFactory, load_backend, parse_options
+
+__all__ = ("backend_factory", "option_pairs")
+
+
+def backend_factory(name: str) -> BackendFactory:
+    """The backend ``name``, or a usage error that lists the known ones."""
+    try:
+        return load_backend(name)
+    except LookupError as exc:
+        raise click.BadParameter(str(exc), param_hint="--backend") from exc
+
+
+def option_pairs(pairs: Iterable[str], hint: str = "--option") -> dict[str, str]:
+    """``KEY=VALUE`` pairs as a dict, or a usage error naming the bad pair."""
+    try:
+        return parse_options(pairs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc

@@ -1,0 +1,129 @@
+"""From a search result to graded outcomes: every aggregation, every budget it answers.
+
+Answer classes are computed once per search (math-verify, as in voting), and every distinct
+answer is graded once against the gold; each aggregation's pick at each budget is then a lookup.
+
+Sub-sampling is honest only for independent samples: a sampling search at N has N root children,
+each the start of its own path, so its first k root children and everything below them are a
+sampling run at k. Their policy tokens are summed node by node, except the problem's prompt: a
+run at any k reads it once, so the whole prompt cost of the first request (however the provider
+shared it out over its N completions) is counted in full. Scorer tokens, which the result keeps
+only in total, are shared out in proportion to the nodes kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rebase_agent.config import Aggregation
+from rebase_agent.equivalence import group_answers
+from rebase_agent.evaluation.grading import Grade, grade_answers
+from rebase_agent.evaluation.results import AGGREGATIONS, BudgetOutcome, VoteOutcome
+from rebase_agent.result import Candidate, SearchResult
+from rebase_agent.voting import vote
+
+__all__ = ("grade_result", "subsample_nodes")
+
+
+def subsample_nodes(result: SearchResult, k: int) -> set[int]:
+    """Ids of the nodes under the first ``k`` root children (the root excluded)."""
+    children: dict[int, list[int]] = {}
+    for node in result.nodes:
+        if node.parent is not None:
+            children.setdefault(node.parent, []).append(node.id)
+    keep: set[int] = set()
+    stack = sorted(children.get(0, []))[:k]
+    while stack:
+        node_id = stack.pop()
+        keep.add(node_id)
+        stack.extend(children.get(node_id, []))
+    return keep
+
+
+async def _pick(
+    candidates: Sequence[Candidate], classes: dict[int, str], aggregation: Aggregation
+) -> str | None:
+    """The answer ``aggregation`` picks, voting on answer-class representatives."""
+    voters = [
+        c.model_copy(update={"answer": classes[c.node_id]})
+        for c in candidates
+        if c.node_id in classes
+    ]
+    chosen, _ = await vote(voters, aggregation=aggregation, equivalence="normalized")
+    if chosen is None:
+        return None
+    original = {c.node_id: c.answer for c in candidates}
+    return original[chosen.node_id]
+
+
+async def grade_result(
+    result: SearchResult,
+    gold: str,
+    budgets: Sequence[int],
+    *,
+    subsample: bool,
+    grade_timeout_s: float = 5.0,
+) -> tuple[list[BudgetOutcome], list[Grade]]:
+    """Grade a search's picks under every aggregation, at each of ``budgets``.
+
+    Args:
+        result: A finished (or timed-out) search; sub-sampling needs its ``nodes``.
+        gold: The gold answer.
+        budgets: Budgets to answer; with ``subsample``, those below the search's own are read
+            from its first k paths (only honest for the sampling strategy).
+        subsample: Whether ``budgets`` below the search's budget are sub-sampled.
+        grade_timeout_s: Time limit of one math-verify comparison.
+
+    Returns:
+        One outcome per budget, and the grade of every distinct answer.
+    """
+    config = result.config
+    voters = [c for c in result.candidates if c.answer is not None]
+    labels = await group_answers(
+        [c.answer for c in voters if c.answer is not None],
+        method=config.answer_equivalence,
+        timeout_s=config.answer_timeout_s,
+    )
+    first: dict[int, str] = {}
+    classes: dict[int, str] = {}
+    for label, c in zip(labels, voters, strict=True):
+        classes[c.node_id] = first.setdefault(label, c.answer or "")
+    distinct = list(dict.fromkeys(c.answer for c in voters if c.answer is not None))
+    grades = await grade_answers(distinct, gold, timeout_s=grade_timeout_s)
+    verdict = {g.answer: g.correct for g in grades}
+
+    usage = result.usage
+    scorer_total = usage.scorer_prompt_tokens + usage.scorer_completion_tokens
+    outcomes: list[BudgetOutcome] = []
+    for budget in budgets:
+        partial = subsample and budget < config.budget
+        if partial:
+            keep = subsample_nodes(result, budget)
+            candidates = [c for c in result.candidates if c.node_id in keep]
+            kept = [n for n in result.nodes if n.id in keep]
+            share = len(kept) / max(1, len(result.nodes) - 1)
+            opening = [n for n in result.nodes if n.parent == 0]  # the first request's children
+            prompt = sum(n.prompt_tokens for n in opening)
+            prompt += sum(n.prompt_tokens for n in kept if n.parent != 0)
+            completion = sum(n.completion_tokens for n in kept)
+            scorer = round(scorer_total * share)
+        else:
+            candidates = list(result.candidates)
+            prompt, completion, scorer = usage.prompt_tokens, usage.completion_tokens, scorer_total
+        votes: dict[Aggregation, VoteOutcome] = {}
+        for aggregation in AGGREGATIONS:
+            answer = await _pick(candidates, classes, aggregation)
+            correct = answer is not None and verdict.get(answer, False)
+            votes[aggregation] = VoteOutcome(answer=answer, correct=correct)
+        outcomes.append(
+            BudgetOutcome(
+                budget=budget,
+                subsampled=partial,
+                finished=len(candidates),
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                scorer_tokens=scorer,
+                votes=votes,
+            )
+        )
+    return outcomes, grades

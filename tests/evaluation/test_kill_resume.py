@@ -1,0 +1,60 @@
+"""A run killed mid-way (SIGKILL, no clean-up) and started again: every search exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from rebase_agent.evaluation.results import read_rows
+
+_SCRIPT = """
+import sys
+from pathlib import Path
+import anyio
+from rebase_agent.evaluation import DatasetSpec, EvalSettings, run_eval
+from rebase_agent.testing import ScriptedProvider, ScriptedScorer
+
+settings = EvalSettings(
+    dataset=DatasetSpec(source=sys.argv[1], limit=10), output=Path(sys.argv[2]),
+    budgets=[1, 2], max_concurrent_problems=2, config={"seed": 3},
+)
+provider = ScriptedProvider(latency=float(sys.argv[3]))
+anyio.run(lambda: run_eval(settings, provider=provider, scorer=ScriptedScorer()))
+"""
+
+
+def _run(data: Path, out: Path, latency: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, str(data), str(out), str(latency)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_killed_run_resumes_without_duplicates_or_losses(gsm8k_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed.jsonl"
+    proc = _run(gsm8k_path, out, latency=0.05)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_bytes().count(b"\n") >= 4:
+            break
+        time.sleep(0.02)
+    running = proc.poll() is None
+    if running:
+        os.kill(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    assert running, err.decode()
+    before = read_rows([out])
+    assert 4 <= len(before) < 30
+    done = _run(gsm8k_path, out, latency=0.0)
+    _, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err.decode()
+    keys = Counter(r.key for r in read_rows([out]))
+    assert len(keys) == 10 * 3 and set(keys.values()) == {1}  # rebase@1, rebase@2, sampling@2
+    rows = {r.key: r for r in read_rows([out])}
+    assert all(rows[r.key] == r for r in before)  # finished rows were kept as they were

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rebase_agent import RebaseConfig, SearchResult
+from rebase_agent.evaluation.report import (
+    format_table,
+    gguf_parameter_count,
+    plot_scaling,
+    summarize,
+    wilson_interval,
+)
+from rebase_agent.evaluation.results import BudgetOutcome, EvalRow, VoteOutcome
+
+
+def test_wilson_interval_known_values() -> None:
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def _row(pid: str, strategy: str, budget: int, outcomes: list[BudgetOutcome]) -> EvalRow:
+    result = SearchResult(
+        problem="p",
+        strategy="rebase",
+        config=RebaseConfig(budget=budget),
+        answer=None,
+        solution=None,
+        chosen=None,
+    )
+    return EvalRow(
+        run="r",
+        label="m",
+        dataset="d",
+        problem_id=pid,
+        question="p",
+        gold="1",
+        strategy=strategy,
+        budget=budget,
+        outcomes=outcomes,
+        stopped="done",
+        wall_s=0.0,
+        result=result,
+    )
+
+
+def _outcome(
+    budget: int, right: tuple[bool, bool, bool], tokens: int, subsampled: bool = False
+) -> BudgetOutcome:
+    votes = {
+        agg: VoteOutcome(answer="1" if ok else "2", correct=ok)
+        for agg, ok in zip(("majority", "weighted_majority", "best_of_n"), right, strict=True)
+    }
+    return BudgetOutcome(
+        budget=budget,
+        subsampled=subsampled,
+        finished=budget,
+        prompt_tokens=tokens // 2,
+        completion_tokens=tokens - tokens // 2,
+        scorer_tokens=10,
+        votes=votes,
+    )
+
+
+def _rows() -> list[EvalRow]:
+    t, f = True, False
+    return [
+        _row("a", "rebase", 2, [_outcome(2, (t, t, f), 100)]),
+        _row("b", "rebase", 2, [_outcome(2, (f, t, f), 300)]),
+        _row("a", "sampling", 2, [_outcome(1, (f, f, f), 40, True), _outcome(2, (t, f, t), 80)]),
+        _row("b", "sampling", 2, [_outcome(1, (t, t, t), 60, True), _outcome(2, (t, t, t), 120)]),
+        # an extended sampling run answers budget 2 again; the search at exactly 2 wins
+        _row("a", "sampling", 4, [_outcome(2, (f, f, f), 999, True), _outcome(4, (t, t, t), 160)]),
+    ]
+
+
+def test_report_numbers_on_a_hand_made_file() -> None:
+    summary = summarize(_rows(), params=1e9, scorer_params=None)
+    cell = {(c.strategy, c.budget, c.aggregation): c for c in summary.cells}
+    rebase = cell[("rebase", 2, "weighted_majority")]
+    assert (rebase.n, rebase.correct, rebase.accuracy) == (2, 2, 1.0)
+    assert rebase.policy_tokens == 200 and rebase.scorer_tokens == 10
+    assert rebase.flops == pytest.approx(2 * 1e9 * 200)
+    assert cell[("rebase", 2, "majority")].accuracy == 0.5
+    assert cell[("rebase", 2, "best_of_n")].accuracy == 0.0
+    s2 = cell[("sampling", 2, "majority")]
+    assert (s2.n, s2.correct, s2.policy_tokens) == (2, 2, 100)  # not the sub-sampled 999 row
+    s1 = cell[("sampling", 1, "best_of_n")]
+    assert (s1.n, s1.correct, s1.policy_tokens) == (2, 1, 50)
+    s4 = cell[("sampling", 4, "majority")]
+    assert s4.n == 1 and (s4.ci_low, s4.ci_high) == wilson_interval(1, 1)
+    assert any("different numbers of problems" in n for n in summary.notes)
+    assert any("scorer tokens are not counted" in n for n in summary.notes)
+    table = format_table(summary)
+    assert "== weighted majority vote ==" in table
+    assert "rebase                       2     2  100.0" in table
+    assert json.loads(summary.model_dump_json())["cells"][0]["series"] == "rebase"
+
+
+def test_png_scaling_curve_is_written(tmp_path: Path) -> None:
+    for params in (None, 7e9):
+        png = tmp_path / f"curve-{params}.png"
+        plot_scaling(summarize(_rows(), params=params), png, title="test")
+        data = png.read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5_000
+
+
+def test_parameter_count_from_a_gguf_header(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("a", np.zeros((3, 4), dtype=np.float32))
+    writer.add_tensor("b", np.zeros((5,), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert gguf_parameter_count(path) == 17
+
+
+def test_several_runs_and_datasets_are_separate_lines() -> None:
+    rows = _rows()
+    other = [r.model_copy(update={"label": "big"}) for r in rows[:2]]
+    elsewhere = [r.model_copy(update={"dataset": "e"}) for r in rows[:2]]
+    summary = summarize([*rows, *other])
+    assert {c.series for c in summary.cells} == {"m: rebase", "m: sampling", "big: rebase"}
+    summary = summarize([*rows, *elsewhere])
+    assert {c.series for c in summary.cells} == {"d: rebase", "d: sampling", "e: rebase"}
+    assert summary.datasets == ["d", "e"]
+    assert all(c.n == 2 for c in summary.cells if c.strategy == "rebase")
