@@ -68,7 +68,25 @@ class Endpoint:
         self.supports_n = False
 
 
-class EndpointPool:
+class _ClosesOnExit:
+    """An async context manager that calls ``aclose()`` on exit."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class EndpointPool(_ClosesOnExit):
     """Replicas serving one model, with retries, deadlines and least-loaded dispatch.
 
     Args:
@@ -196,19 +214,8 @@ class EndpointPool:
         for endpoint in self.endpoints:
             await endpoint.client.close()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class UsesEndpoints:
+class UsesEndpoints(_ClosesOnExit):
     """Mixin for a provider or scorer that owns an :class:`EndpointPool` as ``endpoints``.
 
     Gives it :meth:`aclose` and the async context manager that calls it.
@@ -219,14 +226,3 @@ class UsesEndpoints:
     async def aclose(self) -> None:
         """Close the connections of every endpoint."""
         await self.endpoints.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
