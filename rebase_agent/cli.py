@@ -39,7 +39,8 @@ def _summary(result: SearchResult) -> str:
         f"answer: {result.answer if result.answer is not None else '(none)'}",
         f"strategy: {result.strategy}  budget: {result.config.budget}  stopped: {result.stopped}",
         f"tree (depth:nodes): {shape}",
-        f"candidates: {len(result.candidates)} finished, {result.unfinished} unfinished",
+        f"candidates: {len(result.candidates)} finished, {result.unfinished} unfinished"
+        + (f", {usage.failed_expansions} failed expansions" if usage.failed_expansions else ""),
         f"votes: {votes or '(none)'}",
         f"usage: {usage.provider_requests} provider requests, {usage.prompt_tokens} prompt + "
         f"{usage.completion_tokens} completion tokens; {usage.scorer_calls} scorer calls "

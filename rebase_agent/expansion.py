@@ -5,6 +5,12 @@ children each node gets; :meth:`TreeExpander.expand_round` sends one provider re
 (``n`` = its width), all at once in one task group, and scores the children of each request as
 soon as that request returns, without waiting for its slower siblings. It returns when the whole
 round is done, so the strategy can reallocate with every reward of the depth in hand.
+
+A request that finally fails (a :class:`ProviderError` or :class:`ScoringError` after the
+plug-in's own retries) does not end the search: the node is marked ``failed``, the failure is
+counted in the usage and logged, and the budget its children would have used stays in the pool
+for the next allocation. Only a round in which every expansion failed, where nothing can make
+progress, raises.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import anyio
 
 from rebase_agent.answers import AnswerExtractor
 from rebase_agent.config import RebaseConfig
-from rebase_agent.exceptions import ProviderError, ScoringError
+from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
 from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
 from rebase_agent.rewards import read_reward
 from rebase_agent.tree import Node, SearchTree
@@ -81,19 +87,23 @@ class TreeExpander:
             budget=sum(width for _, width in plan),
         )
         children: list[Node] = []
+        failures: list[RebaseError] = []
         try:
             async with anyio.create_task_group() as tg:
                 for node, width in plan:
                     ids = self.tree.reserve_ids(width)
-                    tg.start_soon(self._expand, node, ids, children)
+                    tg.start_soon(self._expand_into, node, ids, children, failures)
         except ExceptionGroup as group:
-            # One failed request cancels its siblings; surface the first failure itself, with
-            # its own cause, rather than a group of one.
+            # An unexpected error (a bug, not a failed request) cancels the round; surface it
+            # itself, with its own cause, rather than a group of one.
             leaf = _first_leaf(group)
             raise leaf from leaf.__cause__
         finally:
             children.sort(key=lambda child: child.id)
+            stats.failed = len(failures)
             self.end_round(stats, children)
+        if plan and len(failures) == len(plan):
+            raise failures[0]  # nothing could make progress
         return children
 
     def begin_round(self, *, depth: int, expanded: int, budget: int) -> DepthStats:
@@ -109,19 +119,34 @@ class TreeExpander:
         stats.children = len(children)
         stats.finished = sum(child.status == "finished" for child in children)
         logger.debug(
-            "depth %d: expanded %d nodes with budget %d into %d children (%d finished) in %.3f s",
+            "depth %d: expanded %d nodes with budget %d into %d children "
+            "(%d finished, %d failed expansions) in %.3f s",
             stats.depth,
             stats.expanded,
             stats.budget,
             stats.children,
             stats.finished,
+            stats.failed,
             stats.wall_s,
         )
         if self.on_round is not None:
             self.on_round(stats)
 
-    async def _expand(self, node: Node, ids: range, out: list[Node]) -> None:
-        out.extend(await self.expand(node, ids))
+    async def _expand_into(
+        self, node: Node, ids: range, out: list[Node], failures: list[RebaseError]
+    ) -> None:
+        try:
+            out.extend(await self.expand(node, ids))
+        except (ProviderError, ScoringError) as exc:
+            self.record_failure(node, exc)
+            failures.append(exc)
+
+    def record_failure(self, node: Node, exc: RebaseError) -> None:
+        """Mark ``node``'s expansion as failed, count it and log it."""
+        node.status = "failed"
+        node.error = f"{type(exc).__name__}: {exc}"
+        self.usage.failed_expansions += 1
+        logger.warning("expanding node %d (depth %d) failed: %s", node.id, node.depth, node.error)
 
     async def expand(self, node: Node, ids: range, *, rollout: bool = False) -> list[Node]:
         """Sample ``len(ids)`` children of ``node`` in one request and score them in one call.
@@ -147,8 +172,8 @@ class TreeExpander:
             else (self.config.seed * 7919 + ids[0]) % _SEED_MODULUS,
         )
         async with self.provider_limiter:
+            self.usage.provider_requests += 1
             completions = await self.provider.generate(request)
-        self.usage.provider_requests += 1
         _check_completions(self.provider, request, completions)
         kids = []
         for node_id, completion in zip(ids, completions, strict=True):
@@ -159,7 +184,12 @@ class TreeExpander:
             self.usage.prompt_tokens += completion.prompt_tokens
             self.usage.completion_tokens += completion.completion_tokens
             kids.append(child)
-        await self._score(kids)
+        try:
+            await self._score(kids)
+        except ScoringError:
+            for child in kids:
+                child.status = "failed"  # sampled and paid for, but never scored
+            raise
         for child in kids:
             self._classify(child)
         return kids
@@ -167,11 +197,11 @@ class TreeExpander:
     async def _score(self, nodes: list[Node]) -> None:
         solutions = tuple(node.steps for node in nodes)
         async with self.scorer_limiter:
+            self.usage.scorer_calls += 1
+            self.usage.scored_solutions += len(solutions)
             scores = await self.scorer.score(
                 ScoreRequest(problem=self.problem, solutions=solutions)
             )
-        self.usage.scorer_calls += 1
-        self.usage.scored_solutions += len(solutions)
         _check_scores(self.scorer, solutions, scores)
         for node, path_scores in zip(nodes, scores, strict=True):
             node.step_scores = [float(s) for s in path_scores]

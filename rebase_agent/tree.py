@@ -15,10 +15,11 @@ from rebase_agent.protocols import FinishReason
 
 __all__ = ("Node", "NodeRecord", "NodeStatus", "SearchTree")
 
-NodeStatus = Literal["open", "expanded", "pruned", "finished", "unfinished"]
+NodeStatus = Literal["open", "expanded", "pruned", "finished", "unfinished", "failed"]
 """``open``: waiting for the next allocation; ``expanded``: got children; ``pruned``: got width 0;
 ``finished``: its step ended the solution (an answer, or the end of output); ``unfinished``: still
-open when the search stopped (depth cap, budget spent, time out)."""
+open when the search stopped (depth cap, budget spent, time out); ``failed``: its expansion's
+request finally failed (see ``error``), or it was sampled but could not be scored."""
 
 
 @dataclass(eq=False)
@@ -46,6 +47,8 @@ class Node:
     """MCTS: times a value was backed up through this node."""
     value_sum: float = 0.0
     """MCTS: sum of the values backed up through this node (its value is the running mean)."""
+    error: str | None = None
+    """Why this node's expansion failed."""
     children: list[Node] = field(default_factory=list)
     """Children in the search tree (rollout nodes are not listed)."""
 
@@ -77,6 +80,7 @@ class Node:
             rollout=self.rollout,
             visits=self.visits,
             value=self.value_sum / self.visits if self.visits else None,
+            error=self.error,
         )
 
 
@@ -99,6 +103,8 @@ class NodeRecord(BaseModel):
     visits: int = 0
     value: float | None = None
     """MCTS: the running mean of backed-up values."""
+    error: str | None = None
+    """Why this node's expansion failed."""
 
 
 class SearchTree:

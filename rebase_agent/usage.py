@@ -25,6 +25,8 @@ class DepthStats(BaseModel):
     """Steps sampled."""
     finished: int = 0
     """Children that finished a solution."""
+    failed: int = 0
+    """Expansions whose request finally failed (their budget stayed in the pool)."""
     budget: int = 0
     """Budget (samples) spread over the expanded nodes."""
     wall_s: float = 0.0
@@ -34,6 +36,9 @@ class Usage(BaseModel):
     """Everything a search spent."""
 
     provider_requests: int = 0
+    """Provider requests sent, failed ones included."""
+    failed_expansions: int = 0
+    """Expansions whose provider request or scoring finally failed; the search went on."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     scorer_calls: int = 0

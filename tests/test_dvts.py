@@ -73,3 +73,22 @@ async def test_bad_beam_width_fails_before_any_request() -> None:
             strategy="dvts",
         )
     assert provider.requests == []
+
+
+async def test_a_failed_subtree_ends_and_the_others_go_on() -> None:
+    from rebase_agent import ProviderError
+
+    def steps(request: StepRequest) -> list[str]:
+        if request.depth == 0:
+            return [f"s{i}\n\n" for i in range(request.n)]
+        if request.steps[0] in {"s0\n\n", "s1\n\n"}:
+            raise ProviderError("down")
+        return ["The answer is 3."] * request.n
+
+    scorer = ScriptedScorer(rules={"s0": 0.9, "s2": 0.9})
+    config = RebaseConfig(budget=4, beam_width=2)
+    result = await solve(
+        "p", provider=FunctionProvider(steps), scorer=scorer, config=config, strategy="dvts"
+    )
+    assert result.usage.failed_expansions == 1
+    assert [c.answer for c in result.candidates] == ["3", "3"]

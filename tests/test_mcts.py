@@ -154,3 +154,26 @@ async def test_batched_mcts_has_a_batch_of_requests_in_flight() -> None:
     )
     assert provider.max_in_flight == 4
     assert SearchResult.model_validate_json(result.model_dump_json()) == result
+
+
+async def test_a_failed_expansion_is_skipped_and_the_search_goes_on() -> None:
+    from rebase_agent import ProviderError
+
+    def steps(request: StepRequest) -> list[str]:
+        if request.depth == 1 and request.steps[0].startswith("x0"):
+            raise ProviderError("flaky")
+        if request.depth == 0:
+            return [f"x{i}\n\n" for i in range(request.n)]
+        return ["The answer is 5."] * request.n
+
+    config = RebaseConfig(budget=6, mcts_batch_size=2, mcts_rollout=False)
+    result = await solve(
+        "p",
+        provider=FunctionProvider(steps),
+        scorer=ScriptedScorer(),
+        config=config,
+        strategy="mcts",
+    )
+    assert result.usage.failed_expansions >= 1
+    assert any(n.status == "failed" and n.step.startswith("x0") for n in result.nodes)
+    assert result.answer == "5"

@@ -436,3 +436,51 @@ async def test_with_config_shares_limits_and_validates() -> None:
     )
     with pytest.raises(ValidationError, match="multiple of beam_width"):
         dvts.with_config(RebaseConfig(budget=6))
+
+
+async def test_a_failed_expansion_is_dropped_and_its_budget_given_back() -> None:
+    def steps(request: StepRequest) -> list[str]:
+        if request.depth == 0:
+            return [f"start {i}\n\n" for i in range(request.n)]
+        if request.steps[0] == "start 0\n\n":
+            raise ProviderError("replica 2 is down")
+        if request.depth == 1:
+            return ["go on\n\n"] * request.n
+        return ["The answer is 7."] * request.n
+
+    config = RebaseConfig(budget=4)
+    result = await solve(
+        "p",
+        provider=FunctionProvider(steps),
+        scorer=ScriptedScorer(),
+        config=config,
+        strategy="sampling",
+    )
+    failed = [n for n in result.nodes if n.status == "failed"]
+    assert [n.step for n in failed] == ["start 0\n\n"]
+    assert failed[0].error == "ProviderError: replica 2 is down"
+    assert result.usage.failed_expansions == 1 and result.usage.depths[1].failed == 1
+    # The failed node's sample went back to the pool: the other three paths share all 4.
+    assert result.usage.depths[2].budget == 4 and len(result.candidates) == 4
+    assert result.answer == "7" and result.unfinished == 0
+
+
+async def test_a_failed_scoring_drops_that_requests_children() -> None:
+    def scores(request: ScoreRequest) -> list[list[float]]:
+        if any(s[-1].startswith("bad") for s in request.solutions):
+            raise ScoringError("PRM timed out")
+        return [[0.5] * len(s) for s in request.solutions]
+
+    def steps(request: StepRequest) -> list[str]:
+        if request.depth == 0:
+            return ["a\n\n", "b\n\n"]
+        return ["bad step\n\n" if request.steps[0] == "a\n\n" else "The answer is 2."] * request.n
+
+    config = RebaseConfig(budget=2, balance_temperature=100.0, rounding="largest_remainder")
+    result = await solve(
+        "p", provider=FunctionProvider(steps), scorer=FunctionScorer(scores), config=config
+    )
+    by_step = {n.step: n for n in result.nodes}
+    assert by_step["a\n\n"].status == "failed" and by_step["bad step\n\n"].status == "failed"
+    assert result.usage.failed_expansions == 1 and result.answer == "2"
+    assert result.usage.completion_tokens == sum(n.completion_tokens for n in result.nodes)

@@ -29,11 +29,14 @@ class Dvts:
         width = config.beam_width
         root = expander.tree.root
         root.width, root.status = config.budget, "expanded"
-        children = await expander.expand_round([(root, config.budget)])
-        subtrees = [children[i : i + width] for i in range(0, len(children), width)]
+        await expander.expand_round([(root, config.budget)])
+        # Subtree k starts from the root's children k*M .. k*M + M-1.
+        subtrees = [root.children[i : i + width] for i in range(0, len(root.children), width)]
         while True:
             frontier: list[Node] = []
             for kids in subtrees:
+                if not kids:  # its expansion failed: this subtree ends here
+                    continue
                 best = max(kids, key=lambda node: node.reward)  # first one on ties
                 for node in kids:
                     if node is not best and node.status == "open":
@@ -48,5 +51,5 @@ class Dvts:
                 return "max_depth"
             for node in frontier:
                 node.width, node.status = width, "expanded"
-            children = await expander.expand_round([(node, width) for node in frontier])
-            subtrees = [children[i : i + width] for i in range(0, len(children), width)]
+            await expander.expand_round([(node, width) for node in frontier])
+            subtrees = [node.children for node in frontier]

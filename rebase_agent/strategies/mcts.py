@@ -22,6 +22,7 @@ import math
 
 import anyio
 
+from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
 from rebase_agent.expansion import TreeExpander, _first_leaf
 from rebase_agent.tree import Node
 
@@ -63,15 +64,19 @@ class Mcts:
                 budget=sum(self._width(leaf, expander) for leaf in leaves),
             )
             new: list[Node] = []
+            failures: list[RebaseError] = []
             try:
                 async with anyio.create_task_group() as tg:
                     for leaf in leaves:
-                        tg.start_soon(self._iterate, expander, leaf, new)
+                        tg.start_soon(self._iterate, expander, leaf, new, failures)
             except ExceptionGroup as group:
                 leaf_exc = _first_leaf(group)
                 raise leaf_exc from leaf_exc.__cause__
             finally:
+                stats.failed = len(failures)
                 expander.end_round(stats, new)
+            if len(failures) == len(leaves):
+                raise failures[0]  # nothing could make progress
         return "done"
 
     def select(self, root: Node, count: int, expander: TreeExpander) -> list[Node]:
@@ -109,12 +114,21 @@ class Mcts:
         config = expander.config
         return config.mcts_root_children if leaf.parent is None else config.mcts_children
 
-    async def _iterate(self, expander: TreeExpander, leaf: Node, new: list[Node]) -> None:
+    async def _iterate(
+        self, expander: TreeExpander, leaf: Node, new: list[Node], failures: list[RebaseError]
+    ) -> None:
         """Expand ``leaf``, value it (rollout or PRM), back the value up."""
         config = expander.config
         width = self._width(leaf, expander)
         leaf.width, leaf.status = width, "expanded"
-        children = await expander.expand(leaf, expander.tree.reserve_ids(width))
+        try:
+            children = await expander.expand(leaf, expander.tree.reserve_ids(width))
+        except (ProviderError, ScoringError) as exc:
+            self._virtual_loss(leaf, -1)
+            expander.record_failure(leaf, exc)
+            self._mark_exhausted(leaf)
+            failures.append(exc)
+            return
         new.extend(children)
         self._virtual_loss(leaf, -1)
         for child in children:  # the PRM's value of each new child is its first visit
@@ -131,7 +145,14 @@ class Mcts:
         while node.status == "open" and node.depth < expander.config.max_depth:
             if node.rollout:
                 node.width, node.status = 1, "expanded"
-            (node,) = await expander.expand(node, expander.tree.reserve_ids(1), rollout=True)
+            try:
+                (node,) = await expander.expand(node, expander.tree.reserve_ids(1), rollout=True)
+            except (ProviderError, ScoringError) as exc:
+                if node.rollout:
+                    expander.record_failure(node, exc)
+                else:
+                    expander.usage.failed_expansions += 1
+                break  # the rollout ends; its last scored node is the value
         return node.reward
 
     @staticmethod
