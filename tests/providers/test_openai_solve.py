@@ -67,7 +67,7 @@ async def test_rebase_solve_counts_every_token_once(flavor: Flavor, faults: list
 async def test_the_example_runs_against_vllm_like_servers(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    example = importlib.import_module("examples.openai_endpoint")
+    example = importlib.import_module("examples.vllm")
     policy, prm = FakeApp(Flavor(stop_style="vllm")), FakeApp()
     policy.script = math_steps
     async with serve(policy) as policy_url, serve(prm) as prm_url:

@@ -6,7 +6,7 @@ Start the two servers (one GPU each, or split one with ``--gpu-memory-utilizatio
     vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling --port 8001 \\
         --gpu-memory-utilization 0.45
 
-then run ``python examples/openai_endpoint.py``. Other servers:
+then run ``python examples/vllm.py``. Other servers:
 
 - SGLang policy: ``backend="sglang"``; llama-server: ``backend="llama_server"`` (start it with
   ``-np`` at least the largest number of children, so ``n`` is served in one request); Ollama:
