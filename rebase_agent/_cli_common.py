@@ -12,11 +12,14 @@ __all__ = ("backend_factory", "option_pairs")
 
 
 def backend_factory(name: str) -> BackendFactory:
-    """The backend ``name``, or a usage error that lists the known ones."""
+    """The backend ``name``, or a usage error that lists the known ones (or names the extra to
+    install when the backend's dependencies are missing)."""
     try:
         return load_backend(name)
     except LookupError as exc:
         raise click.BadParameter(str(exc), param_hint="--backend") from exc
+    except ImportError as exc:
+        raise click.ClickException(f"backend {name!r} is not installed: {exc}") from exc
 
 
 def option_pairs(pairs: Iterable[str], hint: str = "--option") -> dict[str, str]:

@@ -29,6 +29,7 @@ from rebase_agent.search import RebaseSearch
 
 __all__ = ("main",)
 
+
 def _summary(result: SearchResult) -> str:
     usage = result.usage
     shape = " ".join(f"{depth}:{count}" for depth, count in enumerate(result.tree_shape()))
@@ -85,7 +86,12 @@ def main() -> None:
 
 @main.command()
 @click.argument("problem")
-@click.option("--backend", default="scripted", show_default=True, help="Provider and scorer.")
+@click.option(
+    "--backend",
+    default="llama",
+    show_default=True,
+    help="Provider and scorer: llama (local Gemma 3 270M by default), openai, scripted, ...",
+)
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option.")
 @click.option(
     "--strategy",
@@ -117,10 +123,13 @@ def solve(
         config = RebaseConfig(**settings)
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
+    factory = _backend(backend)
     try:
-        provider, scorer = _backend(backend)(**_parse_options(options))
+        provider, scorer = factory(**_parse_options(options))
     except (ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--option") from exc
+    except ImportError as exc:
+        raise click.ClickException(f"backend {backend!r} is not installed: {exc}") from exc
     search = RebaseSearch(provider, scorer, config, strategy=strategy)  # type: ignore[arg-type]
 
     async def run() -> SearchResult:
@@ -135,7 +144,6 @@ def solve(
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(result.model_dump_json(indent=2) if as_json else _summary(result))
-
 
 
 def _register_builtin_commands() -> None:

@@ -1,0 +1,171 @@
+"""The batched multi-sequence decode engine on llama.cpp's low-level API.
+
+One :class:`Engine` owns one llama.cpp context with a unified KV cache (``kv_unified=True``).
+:meth:`Engine.run` takes every job that arrived together and runs them in ONE decode loop:
+
+* each prompt is evaluated once, into a parent sequence, starting after the longest prefix
+  already cached (:class:`~providers.llamacpp._kvcache.SeqPool`);
+* its ``n`` children fork the parent's cells (``llama_memory_seq_cp``, no copy) and each
+  re-evaluates only the prompt's last token, so every child samples from fresh logits;
+* every live child advances one token per ``llama_decode``, with its own sampler chain,
+  stop-string scanner, EOS check and token limit; prompt chunks of newly admitted jobs ride in
+  the same batches;
+* a finished child frees its slot at once (its cells stay as a cached prefix for the next depth
+  until they are needed), so waiting children are admitted and the batch stays full.
+
+Work is admitted only while its worst case (prompt + ``max_tokens`` per child) fits the context;
+what does not fit waits for cells to free up, with one log line saying so. The engine is
+synchronous: call it from a worker thread, holding the model's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from providers.llamacpp._jobs import Job
+from providers.llamacpp._kvcache import SeqPool
+from providers.llamacpp._lib import llama_cpp
+from providers.llamacpp._run import Run
+from providers.llamacpp.model import LlamaModel
+
+__all__ = ("Engine",)
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """A llama.cpp context with a unified KV cache, driven one batch of jobs at a time.
+
+    Args:
+        model: The loaded model.
+        n_ctx: KV cells (tokens) shared by all sequences of the context.
+        n_seq_max: Sequences the context can hold at once (running, evaluating or cached).
+        n_batch: Most tokens per ``llama_decode`` call.
+        n_threads: CPU threads (default: all cores for batches, half of them for one-token
+            decodes, as llama-cpp-python does).
+        prefix_cache: Keep finished sequences' cells to reuse shared prefixes later.
+        max_cached_cells: Most cells held only by cached prefixes (default: ``n_ctx // 4``).
+            Every decode attends over all occupied cells, so an unbounded cache slows it down.
+
+    Raises:
+        RuntimeError: llama.cpp could not create the context.
+    """
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        n_ctx: int = 8192,
+        n_seq_max: int = 32,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        prefix_cache: bool = True,
+        max_cached_cells: int | None = None,
+    ) -> None:
+        if n_seq_max < 2:
+            raise ValueError("n_seq_max must be at least 2 (a parent and a child)")
+        if model.closed:
+            raise RuntimeError(f"{model!r} is closed")
+        if llama_cpp.llama_model_is_recurrent(model.ptr) or llama_cpp.llama_model_is_hybrid(
+            model.ptr
+        ):
+            raise ValueError(
+                f"{model.name} is a recurrent or hybrid model: its state cannot be forked between "
+                "sequences, which the batched engine needs; use an attention-only model"
+            )
+        n_seq_max = min(n_seq_max, int(llama_cpp.llama_max_parallel_sequences()))
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = max(n_batch, n_seq_max)
+        params.n_ubatch = min(params.n_batch, 512)
+        params.n_seq_max = n_seq_max
+        params.kv_unified = True
+        params.swa_full = True  # sliding-window models keep full history, so prefixes fork
+        params.no_perf = True
+        cores = os.cpu_count() or 1
+        # As llama-cpp-python: one-token decodes on half the cores, batches on all of them.
+        params.n_threads = n_threads or max(1, cores // 2)
+        params.n_threads_batch = n_threads or cores
+        ctx = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not ctx:
+            raise RuntimeError(
+                f"llama.cpp could not create a context of {n_ctx} tokens for {model.name}"
+            )
+        self.model = model
+        model.contexts += 1
+        self.ctx = ctx
+        self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
+        self.n_seq_max = int(llama_cpp.llama_n_seq_max(ctx))
+        self.n_batch = int(llama_cpp.llama_n_batch(ctx))
+        self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        cached = self.n_ctx // 4 if max_cached_cells is None else max_cached_cells
+        self.pool = SeqPool(ctx, self.n_seq_max, self.n_ctx, prefix_cache, cached)
+        self.decode_calls = 0
+        """``llama_decode`` calls so far (for tests and benchmarks)."""
+        self.tokens_evaluated = 0
+        """Tokens evaluated so far, prompt and generated (for tests and benchmarks)."""
+        self._closed = False
+
+    def run(self, jobs: Sequence[Job]) -> None:
+        """Run ``jobs`` to completion in one decode loop, filling in their results.
+
+        Never raises for a job's failure: each failed job gets ``error`` set. Every job is
+        ``done`` on return.
+        """
+        if self._closed:
+            for job in jobs:
+                job.error, job.done = RuntimeError("the llama.cpp engine is closed"), True
+            return
+        for job in jobs:
+            if job.prepare is not None:
+                try:
+                    job.prepare(job)
+                except Exception as exc:
+                    job.error, job.done = exc, True
+        Run(self, [job for job in jobs if not job.done]).loop()
+
+    def decode(self, n_tokens: int) -> int:
+        """Decode the first ``n_tokens`` of :attr:`batch`; return llama.cpp's status."""
+        self.batch.n_tokens = n_tokens
+        status = int(llama_cpp.llama_decode(self.ctx, self.batch))
+        if status == 0:
+            self.decode_calls += 1
+            self.tokens_evaluated += n_tokens
+        return status
+
+    def put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        """Set row ``i`` of the batch."""
+        b = self.batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
+
+    def logits_row(self, i: int, ids: list[int]) -> list[float]:
+        """The logits of tokens ``ids`` at output row ``i`` of the last decode."""
+        ptr = llama_cpp.llama_get_logits_ith(self.ctx, i)
+        return [float(ptr[t]) for t in ids]
+
+    def sample(self, sampler: object, i: int) -> int:
+        """Sample (and accept) a token with ``sampler`` from output row ``i``."""
+        return int(llama_cpp.llama_sampler_sample(sampler, self.ctx, i))
+
+    def seq_pos_max(self, seq: int) -> int:
+        """Largest position ``seq`` holds in the KV cache (-1: none)."""
+        return int(llama_cpp.llama_memory_seq_pos_max(self.pool.mem, seq))
+
+    def clear_cache(self) -> None:
+        """Free every cached prefix."""
+        self.pool.clear()
+
+    def close(self) -> None:
+        """Free the context and its batch."""
+        if not self._closed:
+            self._closed = True
+            self.pool.clear()
+            llama_cpp.llama_batch_free(self.batch)
+            llama_cpp.llama_free(self.ctx)
+            self.model.context_closed()

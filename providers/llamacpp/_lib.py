@@ -1,0 +1,42 @@
+"""The guarded import of llama-cpp-python, shared by every module of this package.
+
+Only :mod:`llama_cpp`'s low-level ctypes API is used (``llama_get_memory`` and the
+``llama_memory_*`` functions of llama-cpp-python ``>=0.3.16,<0.4``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+try:
+    import llama_cpp
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "The llama.cpp provider needs llama-cpp-python: pip install 'rebase-agent[llama]'"
+    ) from exc
+
+if not hasattr(llama_cpp, "llama_get_memory"):  # pragma: no cover - old installs only
+    raise ImportError(
+        f"llama-cpp-python {llama_cpp.__version__} is too old for the llama.cpp provider "
+        "(needs >=0.3.16,<0.4): pip install -U 'rebase-agent[llama]'"
+    )
+
+__all__ = ("ensure_backend", "llama_cpp", "set_native_logging")
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+
+
+def set_native_logging(verbose: bool) -> None:
+    """Show llama.cpp's own log lines (``verbose=True``) or only its errors."""
+    logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
+
+
+def ensure_backend() -> None:
+    """Initialise the llama.cpp backend once per process (thread-safe, idempotent)."""
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True

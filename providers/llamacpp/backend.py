@@ -1,0 +1,91 @@
+"""``--backend llama``: the local llama.cpp policy and scorer from string options.
+
+Options (``--option KEY=VALUE`` on the command line); with none, the embedded default
+(:func:`~providers.llamacpp.default_models`, Gemma 3 270M):
+
+- ``model``: GGUF path of the policy (default: the bundled Gemma 3 270M);
+- ``scorer``: ``judge`` (default, LLM-as-judge P(Yes)) or ``math_shepherd`` (P(+) at step tags);
+  ``scorer_model``: GGUF path of the PRM (default: the policy's, sharing its loaded weights);
+- ``n_ctx`` (8192), ``scorer_n_ctx`` (4096), ``n_seq_max`` (32), ``n_threads``;
+- ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
+  laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
+- ``template``: a format string with ``{problem}`` and ``{solution}``, or a Jinja chat
+  template; ``chat`` / ``scorer_chat`` (``true``/``false``): use the GGUF's chat template;
+- ``top_k`` (0: sample from the whole vocabulary): sample among the top-k tokens only;
+- ``verbose`` (``true``/``false``): llama.cpp's own log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from providers.llamacpp.defaults import default_model_path, local_models
+from providers.llamacpp.provider import LlamaCppProvider
+from providers.llamacpp.scorer import LlamaCppScorer
+
+__all__ = ("llama_backend",)
+
+_INTS = {
+    "n_ctx",
+    "scorer_n_ctx",
+    "n_seq_max",
+    "n_threads",
+    "n_gpu_layers",
+    "scorer_n_gpu_layers",
+    "top_k",
+}
+_BOOLS = {"chat", "scorer_chat", "verbose"}
+_KNOWN = {"model", "scorer", "scorer_model", "template", *_INTS, *_BOOLS}
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"option {name} must be true or false, got {value!r}")
+
+
+def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
+    """Build the provider and scorer that ``options`` describe (see the module docs).
+
+    Raises:
+        ValueError: An unknown option or a bad value, named.
+        ImportError: The ``llama`` extra is not installed.
+        ProviderError: The models will not fit the GPU's free memory.
+    """
+    unknown = sorted(set(options) - _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown llama backend options {unknown}; known: {sorted(_KNOWN)}")
+
+    def num(key: str) -> int | None:
+        if key not in options:
+            return None
+        try:
+            return int(options[key])
+        except ValueError:
+            raise ValueError(f"option {key} must be an integer, got {options[key]!r}") from None
+
+    def flag(key: str) -> bool:
+        return _flag(key, options[key]) if key in options else False
+
+    mode = options.get("scorer", "judge")
+    if mode not in ("judge", "math_shepherd"):
+        raise ValueError(f"scorer must be judge or math_shepherd, got {mode!r}")
+    return local_models(
+        options.get("model") or default_model_path(),
+        scorer_path=options.get("scorer_model"),
+        scorer_mode=cast(Literal["judge", "math_shepherd"], mode),
+        n_ctx=num("n_ctx") or 8192,
+        scorer_n_ctx=num("scorer_n_ctx") or 4096,
+        n_seq_max=num("n_seq_max") or 32,
+        n_gpu_layers=-1 if num("n_gpu_layers") is None else int(options["n_gpu_layers"]),
+        scorer_n_gpu_layers=num("scorer_n_gpu_layers"),
+        n_threads=num("n_threads"),
+        template=options.get("template"),
+        chat=flag("chat"),
+        scorer_chat=flag("scorer_chat"),
+        verbose=flag("verbose"),
+        top_k=num("top_k") or 0,
+    )

