@@ -10,15 +10,19 @@ every path ends). Printed, with and without ``n`` support on the server:
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/http_overhead.py --latency 0.05
+    python benchmarks/http_overhead.py --latency 0.05
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the test server is in tests/
 
 from providers.openai_compat import OpenAIProvider, QwenPRMScorer
 from rebase_agent import RebaseConfig, solve
