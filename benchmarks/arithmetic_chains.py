@@ -72,7 +72,7 @@ def _run(command: click.Command, name: str, args: list[str], log: list[str]) -> 
 
 
 def main() -> None:
-    """Generate the chains, run ``eval`` for REBASE and sampling, then ``report``."""
+    """Generate the chains, run ``eval`` for the strategies, then ``report``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="arithmetic-sim")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
@@ -82,6 +82,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="Operations per chain.")
     parser.add_argument("--seed", type=int, default=0, help="Chains and search seed.")
     parser.add_argument("--budgets", default="1,2,4,8,16,32,64")
+    parser.add_argument(
+        "--strategies",
+        default="rebase,sampling",
+        help="Comma-separated: rebase, sampling, beam, mcts, dvts (DVTS needs budgets that are "
+        "multiples of beam_width, 4). Runs into the same folder add to one results file.",
+    )
     parser.add_argument("--balance-temperature", type=float, default=0.2)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=4)
@@ -114,10 +120,7 @@ def main() -> None:
         "jsonl",
         "--field",
         "id=id",
-        "--strategy",
-        "rebase",
-        "--strategy",
-        "sampling",
+        *[a for name in ns.strategies.split(",") for a in ("--strategy", name)],
         "--budgets",
         ns.budgets,
         "--backend",

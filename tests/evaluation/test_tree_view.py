@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,13 +60,25 @@ _CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _chromium(*args: str) -> str:
     assert _CHROMIUM is not None
-    proc = subprocess.run(
-        [_CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # No network here: keep Chromium from trying (updates, sync, first-run fetches).
+    quiet = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [_CHROMIUM, *quiet, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
