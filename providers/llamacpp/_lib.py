@@ -29,8 +29,16 @@ _backend_ready = False
 
 
 def set_native_logging(verbose: bool) -> None:
-    """Show llama.cpp's own log lines (``verbose=True``) or only its errors."""
-    logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    """Show llama.cpp's own log lines (``verbose=True``) or none.
+
+    llama-cpp-python's log callback maps llama.cpp's levels with an older enum, so its
+    ``ERROR`` threshold still prints llama.cpp's warnings (model-loading chatter such as
+    "control-looking token") and hides its errors; failures reach us as return codes and
+    exceptions anyway, so quiet means quiet.
+    """
+    logging.getLogger("llama-cpp-python").setLevel(
+        logging.DEBUG if verbose else logging.CRITICAL + 1
+    )
 
 
 def ensure_backend() -> None:
