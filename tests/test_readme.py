@@ -3,6 +3,8 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
+
 from rebase_agent import RebaseConfig
 
 ROOT = pathlib.Path(__file__).parent.parent
@@ -32,3 +34,10 @@ def test_config_table_lists_every_field_with_its_default() -> None:
             assert shown == '("\\n\\n",)', name
         else:
             assert shown == str(default), (name, shown, default)
+
+
+def test_the_quick_start_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    block = re.search(r"## Quick start.*?```python\n(.*?)```", README, re.DOTALL)
+    assert block is not None
+    exec(compile(block.group(1), "README quick start", "exec"), {})
+    assert capsys.readouterr().out.startswith("42 [1, 16]")
