@@ -24,13 +24,15 @@ import logging
 import os
 from collections.abc import Sequence
 
+import anyio.to_thread
+
 from providers.llamacpp._jobs import Job
 from providers.llamacpp._kvcache import SeqPool
 from providers.llamacpp._lib import llama_cpp
 from providers.llamacpp._run import Run
 from providers.llamacpp.model import LlamaModel
 
-__all__ = ("Engine",)
+__all__ = ("Engine", "EngineUser")
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +171,22 @@ class Engine:
             llama_cpp.llama_batch_free(self.batch)
             llama_cpp.llama_free(self.ctx)
             self.model.context_closed()
+
+
+class EngineUser:
+    """Closing for the provider and the scorer: each owns one :class:`Engine` on a model."""
+
+    engine: Engine
+    model: LlamaModel
+
+    def close(self) -> None:
+        """Free the context (and the model once no context uses it, if it was loaded here).
+
+        Call it when no request is running; :meth:`aclose` waits for that.
+        """
+        self.engine.close()
+
+    async def aclose(self) -> None:
+        """Wait for running work, then :meth:`close` in a worker thread."""
+        async with self.model.lock:
+            await anyio.to_thread.run_sync(self.close)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import anyio.to_thread
-
-from providers.llamacpp._engine import Engine
+from providers.llamacpp._engine import Engine, EngineUser
 from providers.llamacpp._gather import Gatherer
 from providers.llamacpp._jobs import GenJob
 from providers.llamacpp.model import LlamaModel
@@ -24,7 +22,7 @@ def split_evenly(total: int, n: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n)]
 
 
-class LlamaCppProvider:
+class LlamaCppProvider(EngineUser):
     """A REBASE policy on a local GGUF, with batched multi-sequence decoding.
 
     Requests that arrive together (every expansion of a depth, and those of concurrent problems)
@@ -153,18 +151,6 @@ class LlamaCppProvider:
                 )
             )
         return out
-
-    def close(self) -> None:
-        """Free the context (and the model once no context uses it, if it was loaded here).
-
-        Call it when no request is running; :meth:`aclose` waits for that.
-        """
-        self.engine.close()
-
-    async def aclose(self) -> None:
-        """Wait for running work, then :meth:`close` in a worker thread."""
-        async with self.model.lock:
-            await anyio.to_thread.run_sync(self.close)
 
     def __repr__(self) -> str:
         return f"LlamaCppProvider({self.model!r}, n_ctx={self.engine.n_ctx})"

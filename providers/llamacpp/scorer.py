@@ -7,9 +7,7 @@ import os
 from collections import OrderedDict
 from typing import Literal
 
-import anyio.to_thread
-
-from providers.llamacpp._engine import Engine
+from providers.llamacpp._engine import Engine, EngineUser
 from providers.llamacpp._gather import Gatherer
 from providers.llamacpp._jobs import EvalJob
 from providers.llamacpp.model import LlamaModel
@@ -36,7 +34,7 @@ def label_probability(row: list[float], n_pos: int) -> float:
     return pos / (pos + sum(weights[n_pos:]))
 
 
-class LlamaCppScorer:
+class LlamaCppScorer(EngineUser):
     """A process reward model on a local GGUF, read from next-token logits.
 
     Two modes, both batched over every partial solution of a request (and over concurrent
@@ -199,15 +197,3 @@ class LlamaCppScorer:
         self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-
-    def close(self) -> None:
-        """Free the context (and the model once no context uses it, if it was loaded here).
-
-        Call it when no request is running; :meth:`aclose` waits for that.
-        """
-        self.engine.close()
-
-    async def aclose(self) -> None:
-        """Wait for running work, then :meth:`close` in a worker thread."""
-        async with self.model.lock:
-            await anyio.to_thread.run_sync(self.close)
