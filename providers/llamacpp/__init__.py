@@ -29,6 +29,7 @@ from providers.llamacpp.provider import LlamaCppProvider as LlamaCppProvider
 from providers.llamacpp.scorer import LlamaCppScorer as LlamaCppScorer
 from providers.llamacpp.templates import DEFAULT_COMPLETION_TEMPLATE as DEFAULT_COMPLETION_TEMPLATE
 from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE as DEFAULT_JUDGE_TEMPLATE
+from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE as FEW_SHOT_STEPS_TEMPLATE
 from providers.llamacpp.templates import ChatTemplate as ChatTemplate
 from providers.llamacpp.templates import CompletionTemplate as CompletionTemplate
 from providers.llamacpp.templates import PromptTemplate as PromptTemplate
@@ -36,6 +37,7 @@ from providers.llamacpp.templates import PromptTemplate as PromptTemplate
 __all__ = (
     "DEFAULT_COMPLETION_TEMPLATE",
     "DEFAULT_JUDGE_TEMPLATE",
+    "FEW_SHOT_STEPS_TEMPLATE",
     "ChatTemplate",
     "CompletionTemplate",
     "LlamaCppProvider",

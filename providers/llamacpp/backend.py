@@ -10,7 +10,9 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 - ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
   laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
 - ``template``: a format string with ``{problem}`` and ``{solution}``, or a Jinja chat
-  template; ``chat`` / ``scorer_chat`` (``true``/``false``): use the GGUF's chat template;
+  template (default: two worked examples for the bundled model, the plain
+  ``Question/Answer`` template for any other); ``chat`` / ``scorer_chat`` (``true``/``false``):
+  use the GGUF's chat template;
 - ``top_k`` (0: sample from the whole vocabulary): sample among the top-k tokens only;
 - ``verbose`` (``true``/``false``): llama.cpp's own log.
 """
@@ -22,6 +24,7 @@ from typing import Literal, cast
 from providers.llamacpp.defaults import default_model_path, local_models
 from providers.llamacpp.provider import LlamaCppProvider
 from providers.llamacpp.scorer import LlamaCppScorer
+from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
 
 __all__ = ("llama_backend",)
 
@@ -73,6 +76,8 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     mode = options.get("scorer", "judge")
     if mode not in ("judge", "math_shepherd"):
         raise ValueError(f"scorer must be judge or math_shepherd, got {mode!r}")
+    # The bundled base model gets worked examples; another model, the plain template.
+    default_template = None if options.get("model") else FEW_SHOT_STEPS_TEMPLATE
     return local_models(
         options.get("model") or default_model_path(),
         scorer_path=options.get("scorer_model"),
@@ -83,7 +88,7 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
         n_gpu_layers=-1 if num("n_gpu_layers") is None else int(options["n_gpu_layers"]),
         scorer_n_gpu_layers=num("scorer_n_gpu_layers"),
         n_threads=num("n_threads"),
-        template=options.get("template"),
+        template=options.get("template") or default_template,
         chat=flag("chat"),
         scorer_chat=flag("scorer_chat"),
         verbose=flag("verbose"),

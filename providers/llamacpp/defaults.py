@@ -9,7 +9,7 @@ from providers.llamacpp.memory import check_memory, estimate_memory
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.provider import LlamaCppProvider
 from providers.llamacpp.scorer import LlamaCppScorer
-from providers.llamacpp.templates import PromptTemplate
+from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE, PromptTemplate
 
 __all__ = ("default_model_path", "default_models", "local_models")
 
@@ -111,8 +111,8 @@ def default_models(
 ) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     """The embedded default ``(provider, scorer)``: Gemma 3 270M, sharing one loaded model.
 
-    The policy is the base model with the plain completion template
-    (:data:`~providers.llamacpp.templates.DEFAULT_COMPLETION_TEMPLATE`); the scorer is the same
+    The policy is the base model with a plain completion template with two worked examples
+    (:data:`~providers.llamacpp.templates.FEW_SHOT_STEPS_TEMPLATE`); the scorer is the same
     weights as an LLM-as-judge (P(Yes) per step) in a second context. Memory is checked before
     loading. Blocks for about a second while the model loads: call it before starting the event
     loop, or with ``await anyio.to_thread.run_sync(default_models)``.
@@ -131,6 +131,7 @@ def default_models(
     """
     return local_models(
         default_model_path(),
+        template=FEW_SHOT_STEPS_TEMPLATE,
         n_ctx=n_ctx,
         scorer_n_ctx=scorer_n_ctx,
         n_seq_max=n_seq_max,

@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 __all__ = (
     "DEFAULT_COMPLETION_TEMPLATE",
     "DEFAULT_JUDGE_TEMPLATE",
+    "FEW_SHOT_STEPS_TEMPLATE",
     "ChatTemplate",
     "CompletionTemplate",
     "PromptTemplate",
@@ -35,6 +36,23 @@ __all__ = (
 
 DEFAULT_COMPLETION_TEMPLATE = "Question: {problem}\nAnswer: Let's think step by step.\n\n{solution}"
 """The plain completion prompt used for base models."""
+
+FEW_SHOT_STEPS_TEMPLATE = (
+    "Question: A pen costs 3 dollars. How much do 4 pens and a 2-dollar notebook cost?\n"
+    "Answer:\n\n"
+    "Step 1: 4 pens cost 4 * 3 = 12 dollars.\n\n"
+    "Step 2: With the notebook, 12 + 2 = 14 dollars.\n\n"
+    "The answer is 14.\n\n\n"
+    "Question: Sam had 10 apples, ate 4 and bought 5. How many does he have?\n"
+    "Answer:\n\n"
+    "Step 1: After eating, 10 - 4 = 6 apples.\n\n"
+    "Step 2: After buying, 6 + 5 = 11 apples.\n\n"
+    "The answer is 11.\n\n\n"
+    "Question: {problem}\nAnswer:\n\n{solution}"
+)
+"""A plain completion prompt with two worked examples, for the embedded default (Gemma 3 270M,
+a base model): it shows the model the step format (one step per paragraph, then ``The answer
+is N.``), which keeps its solutions short and parseable."""
 
 DEFAULT_JUDGE_TEMPLATE = (
     "Below is a math problem and a solution, step by step. Decide whether the last step is "

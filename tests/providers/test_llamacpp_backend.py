@@ -44,3 +44,21 @@ def test_backend_rejects_bad_options(tiny_gguf: Path) -> None:
         llama_backend(model=str(tiny_gguf), chat="maybe")
     with pytest.raises(ValueError, match="scorer must be"):
         llama_backend(model=str(tiny_gguf), scorer="oracle")
+
+
+def test_the_bundled_model_gets_worked_examples_and_others_the_plain_template(
+    tiny_gguf: Path,
+) -> None:
+    from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
+
+    assert "The answer is 14." in FEW_SHOT_STEPS_TEMPLATE
+    assert FEW_SHOT_STEPS_TEMPLATE.endswith("Question: {problem}\nAnswer:\n\n{solution}")
+    provider, scorer = llama_backend(model=str(tiny_gguf), n_ctx="512", scorer_n_ctx="512")
+    try:
+        prompt = provider.template.render("P?", "")
+        assert "Step 1: 4 pens" not in prompt and prompt.endswith(
+            "Question: P?\nAnswer: Let's think step by step.\n\n"
+        )
+    finally:
+        provider.close()
+        scorer.close()
