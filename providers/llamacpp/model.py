@@ -68,6 +68,17 @@ class LlamaModel:
         """Free the weights when the last context closes (set for models loaded on a caller's
         behalf, e.g. by a provider given a path)."""
 
+    @classmethod
+    def share_or_load(
+        cls, model: LlamaModel | str | os.PathLike[str], *, n_gpu_layers: int, verbose: bool
+    ) -> LlamaModel:
+        """``model`` itself if it is loaded; else load it, to be freed with its last context."""
+        if isinstance(model, LlamaModel):
+            return model
+        loaded = cls(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
+        loaded.close_with_contexts = True
+        return loaded
+
     # -- metadata ---------------------------------------------------------------------------
 
     def metadata(self, key: str) -> str | None:

@@ -74,12 +74,7 @@ class LlamaCppProvider(EngineUser):
         top_k: int = 0,
         verbose: bool = False,
     ) -> None:
-        self.model = (
-            model
-            if isinstance(model, LlamaModel)
-            else LlamaModel(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
-        )
-        self.model.close_with_contexts |= not isinstance(model, LlamaModel)
+        self.model = LlamaModel.share_or_load(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
         self.engine = Engine(
             self.model,
             n_ctx=n_ctx,

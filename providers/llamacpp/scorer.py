@@ -90,12 +90,7 @@ class LlamaCppScorer(EngineUser):
         cache_size: int = 100_000,
         verbose: bool = False,
     ) -> None:
-        self.model = (
-            model
-            if isinstance(model, LlamaModel)
-            else LlamaModel(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
-        )
-        self.model.close_with_contexts |= not isinstance(model, LlamaModel)
+        self.model = LlamaModel.share_or_load(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
         self.mode = mode
         shepherd = mode == "math_shepherd"
         pos = self.model.single_token_ids(list(positive or (PLUS if shepherd else YES)))
