@@ -18,6 +18,9 @@ Usage::
 
     python benchmarks/local_throughput.py                  # 16 x 32 tokens
     python benchmarks/local_throughput.py --tokens 64 --threads 2 --widths 1,4,8,16,32
+
+``--repack auto|on|off`` chooses llama.cpp's CPU weight path (see
+:mod:`providers.llamacpp.repack`); ``benchmarks/cpu_paths.py`` compares the paths and builds.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import anyio
 
 from providers.llamacpp import LlamaCppProvider, LlamaModel, default_model_path
+from providers.llamacpp.repack import load_llama
 from rebase_agent import StepCompletion, StepRequest
 
 PROBLEM = "A farmer has 17 sheep. All but 9 run away. How many sheep does the farmer have left?"
@@ -38,9 +42,7 @@ STEPS = ("The farmer starts with 17 sheep.\n\n", "All but 9 run away, so 9 sheep
 
 def sequential(path: str, prompt: str, args: argparse.Namespace) -> tuple[int, float]:
     """(a): ``create_completion`` one sequence at a time; returns (tokens, seconds)."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(path, n_ctx=2048, n_threads=args.threads, verbose=False)
+    llm = load_llama(path, repack=args.repack, n_ctx=2048, n_threads=args.threads, verbose=False)
     kw: dict[str, Any] = dict(
         max_tokens=args.tokens,
         temperature=1.0,
@@ -127,11 +129,14 @@ def main() -> None:
     parser.add_argument("--widths", default="1,4,8,16")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--top-k", type=int, default=0, help="0: the whole vocabulary")
+    parser.add_argument(
+        "--repack", choices=["auto", "on", "off"], default=None, help="CPU weight path"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     path = args.model or default_model_path()
     widths = [int(w) for w in args.widths.split(",")]
-    model = LlamaModel(path)  # loaded once, shared by both providers below
+    model = LlamaModel(path, repack=args.repack)  # loaded once, shared by both providers below
     provider = LlamaCppProvider(
         model, n_ctx=8192, n_seq_max=max(widths) + 2, n_threads=args.threads, top_k=args.top_k
     )

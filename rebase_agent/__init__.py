@@ -26,6 +26,9 @@ from rebase_agent.protocols import StepRequest as StepRequest
 from rebase_agent.result import AnswerVote as AnswerVote
 from rebase_agent.result import Candidate as Candidate
 from rebase_agent.result import SearchResult as SearchResult
+from rebase_agent.scorers import ArithmeticScorer as ArithmeticScorer
+from rebase_agent.scorers import ProductScorer as ProductScorer
+from rebase_agent.scorers import with_check as with_check
 from rebase_agent.search import RebaseSearch as RebaseSearch
 from rebase_agent.search import solve as solve
 from rebase_agent.tree import NodeRecord as NodeRecord
@@ -38,10 +41,12 @@ __version__ = "0.1.0"
 __all__ = (
     "AnswerExtractor",
     "AnswerVote",
+    "ArithmeticScorer",
     "Candidate",
     "DepthStats",
     "FinishReason",
     "NodeRecord",
+    "ProductScorer",
     "Provider",
     "ProviderError",
     "ProviderHTTPError",
@@ -65,4 +70,5 @@ __all__ = (
     "normalize_answer",
     "record_scorer_tokens",
     "solve",
+    "with_check",
 )

@@ -1,4 +1,5 @@
-"""What the ``rebase-agent`` commands share: backend and option lookups as usage errors."""
+"""What the ``rebase-agent`` commands share: backend and option lookups as usage errors, and
+the notice of a run on a test double."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from collections.abc import Iterable
 
 import click
 
-from rebase_agent.backends import BackendFactory, load_backend, parse_options
+from rebase_agent.backends import BackendFactory, double_notice, load_backend, parse_options
 
-__all__ = ("backend_factory", "option_pairs")
+__all__ = ("backend_factory", "note_if_double", "option_pairs")
 
 
 def backend_factory(name: str) -> BackendFactory:
@@ -28,3 +29,10 @@ def option_pairs(pairs: Iterable[str], hint: str = "--option") -> dict[str, str]
         return parse_options(pairs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
+def note_if_double(name: str) -> None:
+    """Say on stderr, in one line, that backend ``name`` is a test double (when it is one)."""
+    notice = double_notice(name)
+    if notice is not None:
+        click.echo(notice, err=True)

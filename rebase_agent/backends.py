@@ -1,35 +1,50 @@
 """Backends by name: a provider and a scorer built from string options.
 
-``scripted`` is built in (the in-process doubles of :mod:`rebase_agent.testing`). Plug-in
-packages add others through the ``rebase_agent.backends`` entry-point group; each entry is a
-factory ``(**options: str) -> (Provider, Scorer)``. The core only looks entry points up by name,
-so it never imports a plug-in. Scripts and notebooks can add a factory for their own process
-with :func:`register_backend`.
+Every command uses :data:`DEFAULT_BACKEND` (``llama``, the embedded Gemma 3 270M) unless told
+otherwise. Plug-in packages add backends through the ``rebase_agent.backends`` entry-point
+group; each entry is a factory ``(**options: str) -> (Provider, Scorer)``. The core only looks
+entry points up by name, so it never imports a plug-in. Scripts and notebooks can add a factory
+for their own process with :func:`register_backend`.
+
+Two backends are built in, and both are test doubles, with no model behind them: ``scripted``
+(the scripted policy and scorer of :mod:`rebase_agent.testing`) and ``arithmetic-sim`` (the
+simulated arithmetic policy and its verifier). A double runs only when named, and every run on
+one says so (:func:`double_notice`, the ``double`` field of evaluation rows); register your own
+with ``register_backend(name, factory, double=...)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
+from typing import Any
 
 from rebase_agent.protocols import Provider, Scorer
 
 __all__ = (
     "BACKEND_GROUP",
+    "DEFAULT_BACKEND",
     "BackendFactory",
     "aclose",
     "backend_names",
+    "double_notice",
+    "is_double",
     "load_backend",
     "parse_options",
     "register_backend",
+    "search_defaults",
 )
 
 BACKEND_GROUP = "rebase_agent.backends"
 BackendFactory = Callable[..., tuple[Provider, Scorer]]
 
+DEFAULT_BACKEND = "llama"
+"""The backend of every command (``solve``, ``eval``, ``serve``) unless one is named: the
+embedded Gemma 3 270M on llama.cpp."""
+
 
 def scripted_backend(**options: str) -> tuple[Provider, Scorer]:
-    """The built-in demo backend: ``depth`` steps per solution, ``answers`` comma-separated; the
+    """The built-in test double: ``depth`` steps per solution, ``answers`` comma-separated; the
     scorer favours the first answer."""
     from rebase_agent.testing import ScriptedProvider, ScriptedScorer
 
@@ -38,12 +53,52 @@ def scripted_backend(**options: str) -> tuple[Provider, Scorer]:
     return provider, ScriptedScorer(rules={answers[0]: 0.9})
 
 
-_REGISTERED: dict[str, BackendFactory] = {"scripted": scripted_backend}
+def arithmetic_sim_backend(**options: str) -> tuple[Provider, Scorer]:
+    """The simulated arithmetic policy and its verifier (see
+    :func:`rebase_agent.evaluation.arithmetic.simulated_backend`)."""
+    from rebase_agent.evaluation.arithmetic import simulated_backend
+
+    return simulated_backend(**options)
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``factory`` available as backend ``name`` in this process, ahead of entry points."""
+_REGISTERED: dict[str, BackendFactory] = {}
+_DOUBLES: dict[str, str] = {}
+"""Test doubles by backend name: what each one is, for its notice."""
+
+
+def register_backend(name: str, factory: BackendFactory, *, double: bool | str = False) -> None:
+    """Make ``factory`` available as backend ``name`` in this process, ahead of entry points.
+
+    Args:
+        name: The backend name, as in ``--backend NAME``.
+        factory: ``(**options: str) -> (Provider, Scorer)``.
+        double: Mark it a test double (no model behind it), so every run on it says so; a
+            string says what it is (``"a scripted policy, no model"``).
+    """
     _REGISTERED[name] = factory
+    if double:
+        _DOUBLES[name] = double if isinstance(double, str) else "no model"
+    else:
+        _DOUBLES.pop(name, None)
+
+
+def is_double(name: str) -> bool:
+    """Whether backend ``name`` is a test double: its answers mean nothing."""
+    return name in _DOUBLES
+
+
+def double_notice(name: str) -> str | None:
+    """The one-line notice a run on backend ``name`` prints, or ``None`` for a real backend."""
+    what = _DOUBLES.get(name)
+    if what is None:
+        return None
+    return f"note: backend {name!r} is a test double ({what}): its answers mean nothing"
+
+
+register_backend("scripted", scripted_backend, double="a scripted policy, no model")
+register_backend(
+    "arithmetic-sim", arithmetic_sim_backend, double="a simulated arithmetic policy, no model"
+)
 
 
 def backend_names() -> list[str]:
@@ -87,3 +142,11 @@ def parse_options(pairs: Iterable[str]) -> dict[str, str]:
             raise ValueError(f"expected KEY=VALUE, got {pair!r}")
         options[key] = value
     return options
+
+
+def search_defaults(provider: object) -> dict[str, Any]:
+    """The :class:`~rebase_agent.RebaseConfig` fields a backend recommends for its provider (its
+    ``search_defaults`` attribute, e.g. short steps for a tiny model), to apply under the user's
+    own settings; ``{}`` when it has none."""
+    defaults = getattr(provider, "search_defaults", None)
+    return dict(defaults) if isinstance(defaults, dict) else {}

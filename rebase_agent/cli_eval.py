@@ -22,10 +22,11 @@ import click
 from pydantic import ValidationError
 
 from rebase_agent._cli_common import backend_factory as _backend
+from rebase_agent._cli_common import note_if_double as _note_if_double
 from rebase_agent._cli_common import option_pairs as _parse_options
-from rebase_agent.backends import register_backend
+from rebase_agent.backends import DEFAULT_BACKEND, search_defaults
 from rebase_agent.config import StrategyName
-from rebase_agent.evaluation.arithmetic import ArithmeticVerifier, simulated_backend
+from rebase_agent.evaluation.arithmetic import ArithmeticVerifier
 from rebase_agent.evaluation.datasets import DatasetError, load_dataset
 from rebase_agent.evaluation.progress import ProgressBar
 from rebase_agent.evaluation.report import (
@@ -39,6 +40,7 @@ from rebase_agent.evaluation.runner import run_eval
 from rebase_agent.evaluation.settings import EvalSettings, load_settings_file
 from rebase_agent.evaluation.tree_view import render_html, render_text
 from rebase_agent.protocols import Provider, Scorer
+from rebase_agent.scorers import CHECKS, with_check
 
 __all__ = (
     "build_backend",
@@ -48,15 +50,14 @@ __all__ = (
     "show_command",
 )
 
-register_backend("arithmetic-sim", simulated_backend)
-
 
 def build_backend(settings: EvalSettings) -> tuple[Provider, Scorer]:
-    """The provider and scorer ``settings`` name (``verifier`` replaces the scorer)."""
+    """The provider and scorer ``settings`` name (``verifier`` replaces the scorer, ``check``
+    multiplies it)."""
     provider, scorer = _backend(settings.backend)(**settings.options)
     if settings.verifier == "arithmetic":
         scorer = ArithmeticVerifier()
-    return provider, scorer
+    return provider, with_check(scorer, settings.check)
 
 
 def _split_ints(value: str | None) -> list[int] | None:
@@ -108,13 +109,24 @@ def _json_value(text: str) -> Any:
     help="Strategy (repeatable; default rebase and sampling).",
 )
 @click.option("--budgets", default=None, help="Budgets N, e.g. 1,2,4,8,16.")
-@click.option("--backend", default=None, help="Provider and scorer (default scripted).")
+@click.option(
+    "--backend",
+    default=None,
+    help=f"Provider and scorer (default {DEFAULT_BACKEND}: the embedded Gemma 3 270M).",
+)
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option.")
 @click.option(
     "--verifier",
     type=click.Choice(["arithmetic"]),
     default=None,
     help="Replace the backend's scorer with a built-in verifier.",
+)
+@click.option(
+    "--check",
+    type=click.Choice(CHECKS),
+    default=None,
+    help="Multiply the scorer's step scores by a tool check (default arithmetic); none: the "
+    "scorer alone.",
 )
 @click.option(
     "--set",
@@ -143,6 +155,7 @@ def eval_command(
     backend: str | None,
     options: tuple[str, ...],
     verifier: str | None,
+    check: str | None,
     fields_set: tuple[str, ...],
     seed: int | None,
     output: str | None,
@@ -179,6 +192,7 @@ def eval_command(
         "budgets": _split_ints(budgets),
         "backend": backend,
         "verifier": verifier,
+        "check": check,
         "output": output,
         "label": label,
         "max_concurrent_problems": concurrency,
@@ -202,7 +216,10 @@ def eval_command(
             + ", ".join(f"line {s.line} ({s.reason})" for s in loaded.skipped[:5]),
             err=True,
         )
+    _note_if_double(settings.backend)
     provider, scorer = build_backend(settings)
+    # The backend's recommended search fields, under the user's own.
+    settings = settings.model_copy(update={"config": search_defaults(provider) | settings.config})
     bar = ProgressBar(settings, progress)
     try:
         summary = anyio.run(
@@ -327,7 +344,8 @@ def show_command(
         raise click.UsageError(f"problem {problem_id!r}: {what} in {results}")
     row = rows[0]
     grades = {g.answer: g.correct for g in row.grades if g.answer is not None}
-    click.echo(f"problem {row.problem_id} ({row.label}), gold {row.gold}")
+    double = ", a test double" if row.double else ""
+    click.echo(f"problem {row.problem_id} ({row.label}{double}), gold {row.gold}")
     click.echo(render_text(row.result, grades=grades, width=width), nl=False)
     if html_path is not None:
         page = render_html(

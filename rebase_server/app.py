@@ -2,7 +2,8 @@
 
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` run a search on the route (model)
 the request names; the last user message (or the prompt) is the problem and the chosen solution
-is the reply. ``GET /v1/models`` lists the routes, ``GET /health`` answers without auth.
+is the reply. ``GET /v1/models`` lists the routes (with their backend and strategy, and
+``test_double: true`` for a route on a test double), ``GET /health`` answers without auth.
 
 Every search runs in the request's own task. A client that disconnects cancels its search and
 every provider and scorer request the search had in flight. ``stream: true`` sends SSE comments
@@ -37,7 +38,8 @@ from rebase_agent import (
     SearchResult,
     SearchTimeout,
 )
-from rebase_agent.backends import aclose, load_backend
+from rebase_agent.backends import aclose, is_double, load_backend
+from rebase_agent.scorers import with_check
 from rebase_server import openai_api as api
 from rebase_server.config import RouteConfig, ServerConfig
 
@@ -81,6 +83,7 @@ class _Server:
                 provider, scorer = backends[name]
             else:
                 provider, scorer = load_backend(route.backend)(**route.options)
+                scorer = with_check(scorer, route.check)
             search_config = route.search
             if config.request_timeout_s is not None:
                 search_config = search_config.model_copy(
@@ -230,8 +233,18 @@ class _Server:
             return exc.response()
         created = api.now()
         data = [
-            {"id": name, "object": "model", "created": created, "owned_by": "rebase-agent"}
-            for name in self.searches
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "rebase-agent",
+                "rebase": {
+                    "backend": route.backend,
+                    "strategy": route.strategy,
+                    "test_double": is_double(route.backend),
+                },
+            }
+            for name, route in self.routes.items()
         ]
         return JSONResponse({"object": "list", "data": data})
 
@@ -371,7 +384,8 @@ def create_app(
     """The ASGI app.
 
     Args:
-        config: Routes and limits; one ``rebase-demo`` route on the scripted backend if ``None``.
+        config: Routes and limits; one ``rebase-demo`` route on the default backend (the
+            embedded Gemma 3 270M) if ``None``.
         backends: Ready-made ``(provider, scorer)`` pairs by route name, instead of building them
             from the route's ``backend`` and ``options`` (for tests and embedding).
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import uvicorn
 
+from rebase_agent.backends import double_notice
 from rebase_server.app import create_app
 from rebase_server.config import ServerConfig, load_config
 
@@ -17,7 +18,7 @@ __all__ = ("serve",)
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Routes and limits, TOML or YAML (a demo route if omitted).",
+    help="Routes and limits, TOML or YAML (one route on the embedded model if omitted).",
 )
 @click.option("--host", default=None, help="Overrides the config's host.")
 @click.option("--port", type=int, default=None, help="Overrides the config's port.")
@@ -26,5 +27,9 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     config = load_config(config_path) if config_path else ServerConfig()
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     config = config.model_copy(update=updates)
+    for backend in dict.fromkeys(route.backend for route in config.routes.values()):
+        notice = double_notice(backend)
+        if notice is not None:
+            click.echo(notice, err=True)
     app = create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")

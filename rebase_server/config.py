@@ -8,11 +8,15 @@ Example ``rebase-server.toml``::
     max_concurrent_searches = 4
 
     [routes.rebase-demo]               # clients ask for model "rebase-demo"
-    backend = "scripted"               # a name from rebase_agent.backends
+    backend = "llama"                  # a name from rebase_agent.backends (default: llama)
     strategy = "rebase"
     max_budget = 64                    # per-request "budget" overrides are capped here
-    options = { depth = "3" }          # passed to the backend factory
+    options = { n_ctx = "4096" }       # passed to the backend factory
     search = { budget = 16, balance_temperature = 0.2 }   # a RebaseConfig
+
+Without a config file the server has one route, ``rebase-demo``, on the default backend (the
+embedded Gemma 3 270M). The test doubles (``scripted``, ``arithmetic-sim``) run only when a
+route names them, and ``/v1/models`` marks those routes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from rebase_agent import RebaseConfig, StrategyName
+from rebase_agent.backends import DEFAULT_BACKEND
+from rebase_agent.scorers import Check
 
 __all__ = ("RouteConfig", "ServerConfig", "load_config")
 
@@ -34,9 +40,13 @@ class RouteConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: str = "scripted"
+    backend: str = DEFAULT_BACKEND
+    """A name from :mod:`rebase_agent.backends`: the embedded Gemma 3 270M by default."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend options, as ``--option KEY=VALUE`` on the command line."""
+    check: Check = "arithmetic"
+    """Multiply the backend's step scores by a tool check (:func:`rebase_agent.with_check`);
+    ``none``: the backend's scorer alone."""
     strategy: StrategyName = "rebase"
     search: RebaseConfig = Field(default_factory=RebaseConfig)
     max_budget: int = Field(64, ge=1)

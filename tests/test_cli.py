@@ -16,10 +16,39 @@ def test_solve_prints_answer_tree_shape_and_usage() -> None:
         main, ["solve", "What is 6 * 7?", "--budget", "8", "--seed", "1", "--backend", "scripted"]
     )
     assert out.exit_code == 0, out.output
-    lines = out.output.splitlines()
+    lines = out.stdout.splitlines()
     assert lines[0].startswith("answer: ")
-    assert "tree (depth:nodes): 0:1 1:8 2:8 3:8" in out.output
+    assert out.stderr.splitlines() == [
+        "note: backend 'scripted' is a test double (a scripted policy, no model): "
+        "its answers mean nothing"
+    ]
+    assert "tree (depth:nodes) 0:1 1:8 2:8 3:8" in out.output
     assert "provider requests" in out.output and "completion tokens" in out.output
+
+
+def test_solve_says_why_the_chosen_path_with_step_scores_and_the_vote() -> None:
+    args = ["solve", "What is 6 * 7?", "--budget", "8", "--seed", "1", "--backend", "scripted"]
+    out = CliRunner().invoke(main, [*args, "--option", "answers=42,54", "--option", "depth=2"])
+    assert out.exit_code == 0, out.output
+    text = out.stdout
+    why = text.split("why: ", 1)[1].split("\nvote", 1)[0].splitlines()
+    assert "ScriptedScorer × arithmetic check" in why[0]
+    # Two steps on the chosen path, each with its score in brackets, the last one the answer.
+    assert [line.startswith("  [") for line in why[1:]] == [True, True]
+    assert "42" in why[-1]
+    vote = text.split("vote (weighted by score), ", 1)[1].splitlines()
+    assert vote[0].endswith("finished paths:")
+    assert vote[1].startswith("  42: ") and "weight" in vote[1]
+    assert any(line.startswith("  54: ") for line in vote[2:4])
+
+
+def test_check_none_scores_with_the_backends_scorer_alone() -> None:
+    args = ["solve", "p", "--budget", "4", "--backend", "scripted", "--check", "none"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "(ScriptedScorer)" in out.stdout and "arithmetic" not in out.stdout
+    bad = CliRunner().invoke(main, [*args[:-1], "regex"])
+    assert bad.exit_code == 2 and "--check" in bad.output
 
 
 def test_solve_json_is_a_search_result() -> None:
@@ -27,7 +56,7 @@ def test_solve_json_is_a_search_result() -> None:
     args += ["--backend", "scripted"]
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output
-    result = SearchResult.model_validate(json.loads(out.output))
+    result = SearchResult.model_validate(json.loads(out.stdout))  # the notice is on stderr
     assert result.strategy == "beam" and result.tree_shape() == [1, 4, 4]
 
 
@@ -73,6 +102,26 @@ def test_the_default_backend_is_the_local_gemma_model() -> None:
     args = ["solve", "What is 2 + 3?", "--budget", "2", "--max-depth", "2"]
     out = CliRunner().invoke(main, [*args, "--max-step-tokens", "24", "--seed", "0"])
     assert out.exit_code == 0, out.output
-    assert "tree (depth:nodes): 0:1 1:2" in out.output
+    assert "tree (depth:nodes) 0:1 1:2" in out.output
     usage = next(line for line in out.output.splitlines() if line.startswith("usage:"))
     assert " 0 completion tokens" not in usage and "scorer calls" in usage
+
+
+def test_a_backends_search_defaults_apply_under_the_users_flags() -> None:
+    from rebase_agent.backends import register_backend
+    from rebase_agent.testing import ScriptedProvider, ScriptedScorer
+
+    def factory(**options: str) -> tuple[ScriptedProvider, ScriptedScorer]:
+        provider = ScriptedProvider(depth=3)
+        provider.search_defaults = {"max_depth": 2, "max_step_tokens": 17}  # type: ignore[attr-defined]
+        return provider, ScriptedScorer()
+
+    register_backend("with-defaults", factory, double="a test of search defaults")
+    base = ["solve", "p", "--json", "--budget", "2", "--backend", "with-defaults"]
+    out = CliRunner().invoke(main, base)
+    assert out.exit_code == 0, out.output
+    config = SearchResult.model_validate(json.loads(out.stdout)).config
+    assert (config.max_depth, config.max_step_tokens) == (2, 17)
+    out = CliRunner().invoke(main, [*base, "--max-depth", "5"])
+    config = SearchResult.model_validate(json.loads(out.stdout)).config
+    assert (config.max_depth, config.max_step_tokens) == (5, 17)

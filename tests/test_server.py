@@ -40,7 +40,7 @@ async def serving(
 
 
 def config(**kwargs: object) -> ServerConfig:
-    route = RouteConfig(search=RebaseConfig(budget=4), max_budget=8)
+    route = RouteConfig(backend="scripted", search=RebaseConfig(budget=4), max_budget=8)
     return ServerConfig(api_key=TOKEN, routes={"rebase-test": route}, **kwargs)  # type: ignore[arg-type]
 
 
@@ -78,6 +78,16 @@ async def test_text_completion_and_models_list() -> None:
             models = await c.models.list()
     assert reply.choices[0].text.startswith("Step 1:")
     assert [m.id for m in models.data] == ["rebase-test"]
+    assert models.data[0].model_extra["rebase"] == {  # type: ignore[index]
+        "backend": "scripted",
+        "strategy": "rebase",
+        "test_double": True,
+    }
+
+
+def test_routes_default_to_the_embedded_model_not_a_double() -> None:
+    assert RouteConfig().backend == "llama"
+    assert [r.backend for r in ServerConfig().routes.values()] == ["llama"]
 
 
 async def test_streaming_sends_progress_then_the_answer() -> None:

@@ -1,7 +1,8 @@
 """``--backend llama``: the local llama.cpp policy and scorer from string options.
 
 Options (``--option KEY=VALUE`` on the command line); with none, the embedded default
-(:func:`~providers.llamacpp.default_models`, Gemma 3 270M):
+(:func:`~providers.llamacpp.default_models`, Gemma 3 270M, whose provider recommends
+:data:`~providers.llamacpp.defaults.EMBEDDED_SEARCH_DEFAULTS` to the commands):
 
 - ``model``: GGUF path of the policy (default: the bundled Gemma 3 270M);
 - ``scorer``: ``judge`` (default, LLM-as-judge P(Yes)) or ``math_shepherd`` (P(+) at step tags);
@@ -14,15 +15,23 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
   ``Question/Answer`` template for any other); ``chat`` / ``scorer_chat`` (``true``/``false``):
   use the GGUF's chat template;
 - ``top_k`` (0: sample from the whole vocabulary): sample among the top-k tokens only;
+- ``repack`` (``auto``, ``on``, ``off``): how llama.cpp stores the CPU weights (default
+  ``auto``: repacked, unless the llama.cpp build uses AMX, whose matrix product crashes on Q4_K
+  weights; see :mod:`providers.llamacpp.repack`);
 - ``verbose`` (``true``/``false``): llama.cpp's own log.
 """
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
-from providers.llamacpp.defaults import default_model_path, local_models
+from providers.llamacpp.defaults import (
+    EMBEDDED_SEARCH_DEFAULTS,
+    default_model_path,
+    local_models,
+)
 from providers.llamacpp.provider import LlamaCppProvider
+from providers.llamacpp.repack import Repack
 from providers.llamacpp.scorer import LlamaCppScorer
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
 
@@ -38,7 +47,7 @@ _INTS = {
     "top_k",
 }
 _BOOLS = {"chat", "scorer_chat", "verbose"}
-_KNOWN = {"model", "scorer", "scorer_model", "template", *_INTS, *_BOOLS}
+_KNOWN = {"model", "scorer", "scorer_model", "template", "repack", *_INTS, *_BOOLS}
 
 
 def _flag(name: str, value: str) -> bool:
@@ -76,9 +85,12 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     mode = options.get("scorer", "judge")
     if mode not in ("judge", "math_shepherd"):
         raise ValueError(f"scorer must be judge or math_shepherd, got {mode!r}")
+    repack = options.get("repack")
+    if repack is not None and repack not in get_args(Repack):
+        raise ValueError(f"option repack must be auto, on or off, got {repack!r}")
     # The bundled base model gets worked examples; another model, the plain template.
     default_template = None if options.get("model") else FEW_SHOT_STEPS_TEMPLATE
-    return local_models(
+    provider, scorer = local_models(
         options.get("model") or default_model_path(),
         scorer_path=options.get("scorer_model"),
         scorer_mode=cast(Literal["judge", "math_shepherd"], mode),
@@ -93,4 +105,8 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
         scorer_chat=flag("scorer_chat"),
         verbose=flag("verbose"),
         top_k=num("top_k") or 0,
+        repack=cast(Repack | None, repack),
     )
+    if default_template is not None and "template" not in options:
+        provider.search_defaults = dict(EMBEDDED_SEARCH_DEFAULTS)
+    return provider, scorer

@@ -3,15 +3,21 @@ the embedded default on Gemma 3 270M: :func:`default_models`."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from providers.llamacpp.memory import check_memory, estimate_memory
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.provider import LlamaCppProvider
+from providers.llamacpp.repack import Repack
 from providers.llamacpp.scorer import LlamaCppScorer
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE, PromptTemplate
 
-__all__ = ("default_model_path", "default_models", "local_models")
+__all__ = ("EMBEDDED_SEARCH_DEFAULTS", "default_model_path", "default_models", "local_models")
+
+EMBEDDED_SEARCH_DEFAULTS: dict[str, Any] = {"max_depth": 6, "max_step_tokens": 48}
+"""Search fields for the embedded default (applied under the user's own): its worked examples
+take one short line per step and at most four steps, so longer steps and deeper paths are
+rambling that costs time and never ends in an answer."""
 
 
 def default_model_path() -> str:
@@ -45,6 +51,7 @@ def local_models(
     scorer_chat: bool = False,
     verbose: bool = False,
     top_k: int = 0,
+    repack: Repack | None = None,
 ) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     """Build a policy and a PRM on local GGUFs, checking first that both fit in memory.
 
@@ -53,6 +60,9 @@ def local_models(
     anything is loaded; when they go to a GPU and do not fit its free memory, this fails with a
     message saying what needs how much (:func:`~providers.llamacpp.memory.check_memory`). The
     weights are freed when both the provider and the scorer are closed.
+
+    ``repack`` says how the CPU weights load (see :class:`~providers.llamacpp.LlamaModel`;
+    default: repacked unless the llama.cpp build uses AMX).
 
     Blocks while the models load: call it before the event loop starts, or in a worker thread.
 
@@ -75,7 +85,7 @@ def local_models(
     if shared:
         scorer_mem = scorer_mem.model_copy(update={"weights": 0})
     check_memory([policy_mem, scorer_mem])
-    model = LlamaModel(model_path, n_gpu_layers=n_gpu_layers, verbose=verbose)
+    model = LlamaModel(model_path, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack)
     model.close_with_contexts = True
     provider = LlamaCppProvider(
         model,
@@ -96,6 +106,7 @@ def local_models(
         n_threads=n_threads,
         chat=scorer_chat,
         verbose=verbose,
+        repack=repack,
     )
     return provider, scorer
 
@@ -108,6 +119,7 @@ def default_models(
     n_gpu_layers: int = -1,
     n_threads: int | None = None,
     verbose: bool = False,
+    repack: Repack | None = None,
 ) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     """The embedded default ``(provider, scorer)``: Gemma 3 270M, sharing one loaded model.
 
@@ -124,12 +136,13 @@ def default_models(
         n_gpu_layers: Layers to offload to a GPU (``-1``: all; ignored by CPU builds).
         n_threads: CPU threads (default: all cores; one-token decodes use half).
         verbose: Print llama.cpp's own log.
+        repack: How the CPU weights load (default: repacked unless the build uses AMX).
 
     Raises:
         ImportError: The ``llama`` extra is not installed.
         ProviderError: The models will not fit the GPU's free memory.
     """
-    return local_models(
+    provider, scorer = local_models(
         default_model_path(),
         template=FEW_SHOT_STEPS_TEMPLATE,
         n_ctx=n_ctx,
@@ -138,4 +151,7 @@ def default_models(
         n_gpu_layers=n_gpu_layers,
         n_threads=n_threads,
         verbose=verbose,
+        repack=repack,
     )
+    provider.search_defaults = dict(EMBEDDED_SEARCH_DEFAULTS)
+    return provider, scorer

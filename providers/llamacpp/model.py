@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 
 from providers.llamacpp._lib import ensure_backend, llama_cpp, set_native_logging
+from providers.llamacpp.repack import Repack, choose_repack, log_choice
 
 __all__ = ("LlamaModel",)
 
@@ -31,27 +32,44 @@ class LlamaModel:
             CPU-only build of llama.cpp. On a laptop GPU that cannot hold the whole model, lower
             it until the memory check passes.
         verbose: Print llama.cpp's own log lines.
+        repack: Let llama.cpp repack the CPU weights (``"on"``), keep them as stored
+            (``"off"``), or decide from the build (``"auto"``: repack unless the build uses AMX,
+            whose matrix product crashes on Q4_K weights; see :mod:`providers.llamacpp.repack`).
+            ``None``: the ``REBASE_AGENT_LLAMA_REPACK`` environment variable, else ``"auto"``.
+            The decision is logged (logger ``providers.llamacpp.repack``, INFO) and kept in
+            :attr:`repack`.
 
     Raises:
         FileNotFoundError: No file at ``model_path``.
+        ValueError: ``repack`` is not ``auto``, ``on`` or ``off``.
         RuntimeError: llama.cpp could not load the file.
     """
 
     def __init__(
-        self, model_path: str | os.PathLike[str], *, n_gpu_layers: int = -1, verbose: bool = False
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_gpu_layers: int = -1,
+        verbose: bool = False,
+        repack: Repack | None = None,
     ) -> None:
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"no GGUF model at {path}")
         set_native_logging(verbose)
         ensure_backend()
+        choice = choose_repack(repack)
+        log_choice(choice, path.name)
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        params.use_extra_bufts = choice.use_extra_bufts
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
         if not model:
             raise RuntimeError(f"llama.cpp could not load the model at {path}")
         self.path = path
         self.n_gpu_layers = n_gpu_layers
+        self.repack = choice
+        """How the CPU weights were loaded, and why."""
         self.ptr = model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
@@ -70,12 +88,17 @@ class LlamaModel:
 
     @classmethod
     def share_or_load(
-        cls, model: LlamaModel | str | os.PathLike[str], *, n_gpu_layers: int, verbose: bool
+        cls,
+        model: LlamaModel | str | os.PathLike[str],
+        *,
+        n_gpu_layers: int,
+        verbose: bool,
+        repack: Repack | None = None,
     ) -> LlamaModel:
         """``model`` itself if it is loaded; else load it, to be freed with its last context."""
         if isinstance(model, LlamaModel):
             return model
-        loaded = cls(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
+        loaded = cls(model, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack)
         loaded.close_with_contexts = True
         return loaded
 

@@ -9,6 +9,7 @@ from providers.llamacpp._engine import Engine, EngineUser
 from providers.llamacpp._gather import Gatherer
 from providers.llamacpp._jobs import GenJob
 from providers.llamacpp.model import LlamaModel
+from providers.llamacpp.repack import Repack
 from providers.llamacpp.templates import PromptTemplate, resolve_template
 from rebase_agent.exceptions import ProviderError
 from rebase_agent.protocols import StepCompletion, StepRequest
@@ -51,6 +52,7 @@ class LlamaCppProvider(EngineUser):
             vocabulary, as REBASE does). A top-k of a few dozen makes sampling several times
             cheaper on large vocabularies (Gemma 3: 262k tokens) at the cost of the tail.
         verbose: Print llama.cpp's own log.
+        repack: How the CPU weights load when ``model`` is a path (see :class:`LlamaModel`).
 
     Example::
 
@@ -73,8 +75,15 @@ class LlamaCppProvider(EngineUser):
         max_cached_cells: int | None = None,
         top_k: int = 0,
         verbose: bool = False,
+        repack: Repack | None = None,
     ) -> None:
-        self.model = LlamaModel.share_or_load(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
+        self.model = LlamaModel.share_or_load(
+            model, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack
+        )
+        self.search_defaults: dict[str, Any] = {}
+        """:class:`~rebase_agent.RebaseConfig` fields recommended for this provider's prompt
+        (read by :func:`rebase_agent.backends.search_defaults`); empty unless a backend sets
+        them, as the embedded default does."""
         self.engine = Engine(
             self.model,
             n_ctx=n_ctx,

@@ -11,6 +11,7 @@ from providers.llamacpp._engine import Engine, EngineUser
 from providers.llamacpp._gather import Gatherer
 from providers.llamacpp._jobs import EvalJob
 from providers.llamacpp.model import LlamaModel
+from providers.llamacpp.repack import Repack
 from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE, ChatTemplate
 from rebase_agent.exceptions import ScoringError
 from rebase_agent.protocols import ScoreRequest
@@ -67,6 +68,7 @@ class LlamaCppScorer(EngineUser):
         negative: Negative label variants (default: No variants, or ``-``).
         cache_size: Step scores kept.
         verbose: Print llama.cpp's own log.
+        repack: How the CPU weights load when ``model`` is a path (see :class:`LlamaModel`).
 
     Raises:
         ValueError: No label variant is a single token of the model's vocabulary.
@@ -89,9 +91,15 @@ class LlamaCppScorer(EngineUser):
         negative: tuple[str, ...] | None = None,
         cache_size: int = 100_000,
         verbose: bool = False,
+        repack: Repack | None = None,
     ) -> None:
-        self.model = LlamaModel.share_or_load(model, n_gpu_layers=n_gpu_layers, verbose=verbose)
+        self.model = LlamaModel.share_or_load(
+            model, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack
+        )
         self.mode = mode
+        reading = "Math-Shepherd P(+)" if mode == "math_shepherd" else "judge P(Yes)"
+        self.description = f"{self.model.name} {reading}"
+        """A short name of this PRM for output (``Gemma 3 270m judge P(Yes)``)."""
         shepherd = mode == "math_shepherd"
         pos = self.model.single_token_ids(list(positive or (PLUS if shepherd else YES)))
         neg = self.model.single_token_ids(list(negative or (MINUS if shepherd else NO)))

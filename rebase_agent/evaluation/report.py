@@ -33,6 +33,8 @@ __all__ = (
     "wilson_interval",
 )
 
+_DOUBLE_MARK = " (test double)"
+
 _LABELS: dict[Aggregation, str] = {
     "majority": "majority vote",
     "weighted_majority": "weighted majority vote",
@@ -56,9 +58,12 @@ class Cell(BaseModel):
 
     series: str
     """The line it belongs to: the strategy, prefixed by the run label when the rows come from
-    several runs, and by the dataset when from several datasets."""
+    several runs, and by the dataset when from several datasets; suffixed ``(test double)``
+    for a run on a test double."""
     dataset: str
     label: str
+    double: bool = False
+    """Its rows come from a test double (no model): the accuracy means nothing."""
     strategy: str
     budget: int
     aggregation: Aggregation
@@ -110,10 +115,14 @@ def summarize(
         groups.setdefault((dataset, label, strategy, budget), []).append(outcome)
     datasets = sorted({dataset for dataset, _, _, _ in groups})
     labels = {label for _, label, _, _ in groups}
+    doubles = {(row.dataset, row.label) for row in rows if row.double}
     summary = ReportSummary(datasets=datasets, params=params, scorer_params=scorer_params)
     for (dataset, label, strategy, budget), outcomes in sorted(groups.items()):
         series = f"{label}: {strategy}" if len(labels) > 1 else strategy
         series = f"{dataset}: {series}" if len(datasets) > 1 else series
+        double = (dataset, label) in doubles
+        if double:
+            series += _DOUBLE_MARK
         n = len(outcomes)
         policy = sum(o.policy_tokens for o in outcomes) / n
         scorer = sum(o.scorer_tokens for o in outcomes) / n
@@ -128,6 +137,7 @@ def summarize(
                     series=series,
                     dataset=dataset,
                     label=label,
+                    double=double,
                     strategy=strategy,
                     budget=budget,
                     aggregation=aggregation,
@@ -141,6 +151,11 @@ def summarize(
                     flops=flops,
                 )
             )
+    if doubles:
+        summary.notes.append(
+            f"lines marked{_DOUBLE_MARK} ran on a test double (no model): their accuracy "
+            "means nothing"
+        )
     if any(c.scorer_tokens for c in summary.cells) and params is not None and not scorer_params:
         summary.notes.append("scorer tokens are not counted in FLOPs (no scorer parameter count)")
     if len({c.n for c in summary.cells}) > 1:
@@ -150,7 +165,8 @@ def summarize(
 
 def format_table(summary: ReportSummary) -> str:
     """A plain-text table: one block per aggregation, one line per series and budget."""
-    head = f"{'series':<24} {'N':>5} {'n':>5} {'acc %':>6} {'95% CI':>13} {'tokens':>10}"
+    width = max([24, *(len(c.series) for c in summary.cells if c.double)])
+    head = f"{'series':<{width}} {'N':>5} {'n':>5} {'acc %':>6} {'95% CI':>13} {'tokens':>10}"
     head += f" {'FLOPs':>9}"
     lines: list[str] = []
     for aggregation in AGGREGATIONS:
@@ -162,8 +178,8 @@ def format_table(summary: ReportSummary) -> str:
             ci = f"[{100 * c.ci_low:.1f}, {100 * c.ci_high:.1f}]"
             flops = "-" if c.flops is None else f"{c.flops:.2e}"
             lines.append(
-                f"{c.series:<24.24} {c.budget:>5} {c.n:>5} {100 * c.accuracy:>6.1f} {ci:>13} "
-                f"{c.tokens:>10.0f} {flops:>9}"
+                f"{c.series:<{width}.{width}} {c.budget:>5} {c.n:>5} {100 * c.accuracy:>6.1f} "
+                f"{ci:>13} {c.tokens:>10.0f} {flops:>9}"
             )
         lines.append("")
     lines += [f"note: {note}" for note in summary.notes]

@@ -91,6 +91,9 @@ class EvalRow(BaseModel):
     wall_s: float
     result: SearchResult
     """The search result; ``nodes`` is empty when the run did not keep trees."""
+    double: bool = False
+    """Run on a test double (a backend with no model behind it): its answers mean nothing.
+    Reports mark such lines."""
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -219,4 +219,5 @@ async def _search(
         stopped=result.stopped,
         wall_s=time.perf_counter() - started,
         result=result,
+        double=settings.on_double(),
     )

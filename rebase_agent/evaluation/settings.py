@@ -4,7 +4,7 @@ Example ``eval.toml``::
 
     strategies = ["rebase", "sampling"]
     budgets = [1, 2, 4, 8, 16]
-    backend = "scripted"
+    backend = "llama"         # the default: the embedded Gemma 3 270M
     output = "runs/gsm8k.jsonl"
 
     [dataset]
@@ -28,8 +28,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rebase_agent.backends import DEFAULT_BACKEND, is_double
 from rebase_agent.config import RebaseConfig, StrategyName
 from rebase_agent.evaluation.datasets import DatasetSpec
+from rebase_agent.scorers import Check
 
 __all__ = ("EvalSettings", "SearchUnit", "load_settings_file")
 
@@ -61,11 +63,15 @@ class EvalSettings(BaseModel):
     """Results JSONL: appended to, one row per finished search; rerunning resumes it."""
     strategies: list[StrategyName] = Field(default_factory=lambda: _DEFAULT_STRATEGIES.copy())
     budgets: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16])
-    backend: str = "scripted"
+    backend: str = DEFAULT_BACKEND
+    """Backend name (see :mod:`rebase_agent.backends`); test doubles run only when named."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend options, as ``--option KEY=VALUE``."""
     verifier: Literal["arithmetic"] | None = None
     """Replace the backend's scorer with a built-in process verifier."""
+    check: Check = "arithmetic"
+    """Multiply the scorer's step scores by a tool check (:func:`rebase_agent.with_check`);
+    ``none``: the scorer alone."""
     config: dict[str, Any] = Field(default_factory=dict)
     """:class:`~rebase_agent.RebaseConfig` fields shared by every search (not ``budget``)."""
     label: str | None = None
@@ -125,9 +131,13 @@ class EvalSettings(BaseModel):
         """The label of this run's rows."""
         return self.label or self.backend
 
+    def on_double(self) -> bool:
+        """Whether the backend is a test double (no model): the run's accuracy means nothing."""
+        return is_double(self.backend)
+
     def fingerprint(self) -> str:
         """A hash of the settings that decide a search's outcome, as the user gave them
-        (backend, options, verifier, config fields, label): rows written under another
+        (backend, options, verifier, check, config fields, label): rows written under another
         fingerprint are not resumed. Defaults are left out, so a library upgrade that adds a
         config field does not orphan a run."""
         key = {
@@ -137,6 +147,8 @@ class EvalSettings(BaseModel):
             "config": self.config,
             "label": self.run_label(),
         }
+        if self.check != "none":  # rows from before checks existed resume with --check none
+            key["check"] = self.check
         blob = json.dumps(key, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

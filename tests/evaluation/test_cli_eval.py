@@ -31,6 +31,8 @@ def test_eval_report_show_end_to_end(cli: click.Group, gsm8k_path: Path, tmp_pat
         "rebase",
         "--strategy",
         "sampling",
+        "--backend",
+        "scripted",
         "--option",
         "answers=18,3,70000",
         "--seed",
@@ -44,10 +46,13 @@ def test_eval_report_show_end_to_end(cli: click.Group, gsm8k_path: Path, tmp_pat
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert "12 search(es) written, 0 already done, 0 failed, of 12 (3 problems)" in first.output
+    assert first.stderr.count("is a test double") == 1
+    assert "note: backend 'scripted' is a test double (a scripted policy, no model)" in first.stderr
     again = CliRunner().invoke(cli, args)
     assert "0 search(es) written, 12 already done" in again.output
     rows = read_rows([out])
     assert rows[0].result.config.balance_temperature == 0.1 and rows[0].result.config.seed == 0
+    assert all(r.double for r in rows)
 
     png, summary = tmp_path / "curve.png", tmp_path / "summary.json"
     rep = CliRunner().invoke(
@@ -55,9 +60,12 @@ def test_eval_report_show_end_to_end(cli: click.Group, gsm8k_path: Path, tmp_pat
     )
     assert rep.exit_code == 0, rep.output
     assert "== best-of-n ==" in rep.output and "sampling" in rep.output
+    assert "rebase (test double)" in rep.output and "sampling (test double)" in rep.output
+    assert "ran on a test double (no model): their accuracy means nothing" in rep.output
     assert png.stat().st_size > 5_000
     data = json.loads(summary.read_text())
     assert data["params"] == 270e6 and len(data["cells"]) == 2 * 3 * 3
+    assert all(c["double"] for c in data["cells"])
 
     show = CliRunner().invoke(cli, ["show", str(out), "--problem", "0"])
     assert show.exit_code == 2 and "--strategy rebase --budget 4" in show.output
@@ -67,19 +75,18 @@ def test_eval_report_show_end_to_end(cli: click.Group, gsm8k_path: Path, tmp_pat
     )
     assert show.exit_code == 0, show.output
     assert "[0] root w=4" in show.output and "<details" in page.read_text()
+    assert "(scripted, a test double)" in show.output
 
 
 def test_malformed_dataset_stops_before_any_search(cli: click.Group, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "a", "answer": "1"}\n{"question": "b"\n')
     out = tmp_path / "o.jsonl"
-    res = CliRunner().invoke(cli, ["eval", str(data), "-o", str(out), "--no-progress"])
+    args = ["eval", str(data), "-o", str(out), "--no-progress", "--backend", "scripted"]
+    res = CliRunner().invoke(cli, args)
     assert res.exit_code == 1 and f"{data}:2: bad JSON" in res.output
     assert not out.exists()
-    res = CliRunner().invoke(
-        cli,
-        ["eval", str(data), "-o", str(out), "--no-progress", "--skip-invalid", "--budgets", "1"],
-    )
+    res = CliRunner().invoke(cli, [*args, "--skip-invalid", "--budgets", "1"])
     assert res.exit_code == 0, res.output
     assert "skipped 1 malformed row(s): line 2" in res.output
     assert len(read_rows([out])) == 2
@@ -92,12 +99,12 @@ def test_config_file_with_flag_overrides(
     out = tmp_path / "o.jsonl"
     if kind == "toml":
         text = (
-            f'strategies = ["rebase"]\nbudgets = [1, 2]\noutput = "{out}"\n'
+            f'strategies = ["rebase"]\nbudgets = [1, 2]\noutput = "{out}"\nbackend = "scripted"\n'
             f'[dataset]\nsource = "{gsm8k_path}"\nlimit = 5\n[config]\nseed = 4\n'
         )
     else:
         text = (
-            f"strategies: [rebase]\nbudgets: [1, 2]\noutput: {out}\n"
+            f"strategies: [rebase]\nbudgets: [1, 2]\noutput: {out}\nbackend: scripted\n"
             f"dataset: {{source: {gsm8k_path}, limit: 5}}\nconfig: {{seed: 4}}\n"
         )
     cfg = tmp_path / f"eval.{kind}"
@@ -151,6 +158,8 @@ def test_arithmetic_sim_backend_with_its_verifier(cli: click.Group, tmp_path: Pa
     rows = read_rows([out])
     assert {r.problem_id for r in rows} == {"chain-1-0", "chain-1-1", "chain-1-2"}
     assert all(c.answer is not None for r in rows for c in r.result.candidates)
+    assert all(r.double for r in rows)
+    assert "backend 'arithmetic-sim' is a test double (a simulated arithmetic policy" in res.stderr
 
 
 def test_a_registered_backend_is_found_first(
@@ -188,10 +197,75 @@ def test_a_registered_backend_is_found_first(
         )
         assert res.exit_code == 0, res.output
         assert made == [{"k": "v"}]
-        assert {r.label for r in read_rows([out])} == {"mine"}
+        assert {(r.label, r.double) for r in read_rows([out])} == {("mine", False)}
+        assert "test double" not in res.stderr
         res = CliRunner().invoke(
             cli, ["eval", str(gsm8k_path), "--backend", "nope", "-o", str(out)]
         )
         assert res.exit_code == 2 and "unknown backend 'nope'" in res.output
     finally:
         del _REGISTERED["mine"]
+
+
+def test_eval_defaults_to_the_embedded_model(
+    cli: click.Group, gsm8k_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --backend, eval builds ``llama`` (as solve does), never a test double. The
+    model itself is not loaded here: the lookup is recorded and answered with a stand-in."""
+    import rebase_agent.cli_eval as cli_eval
+    from rebase_agent.backends import DEFAULT_BACKEND, is_double, load_backend
+    from rebase_agent.evaluation.datasets import DatasetSpec
+    from rebase_agent.evaluation.settings import EvalSettings
+
+    assert DEFAULT_BACKEND == "llama" and not is_double(DEFAULT_BACKEND)
+    settings = EvalSettings(dataset=DatasetSpec(source="d.jsonl"), output=tmp_path / "o.jsonl")
+    assert settings.backend == "llama" and not settings.on_double()
+    looked_up: list[str] = []
+
+    def lookup(name: str) -> object:
+        looked_up.append(name)
+        return load_backend("scripted")  # a stand-in for the model, under the llama name
+
+    monkeypatch.setattr(cli_eval, "_backend", lookup)
+    out = tmp_path / "o.jsonl"
+    args = ["eval", str(gsm8k_path), "--limit", "1", "--budgets", "1", "-o", str(out)]
+    res = CliRunner().invoke(cli, [*args, "--strategy", "rebase", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert looked_up == ["llama"]
+    assert "test double" not in res.output
+    assert [(r.label, r.double) for r in read_rows([out])] == [("llama", False)]
+    help_text = CliRunner().invoke(cli, ["eval", "--help"]).output
+    assert "default llama" in help_text and "scripted" not in help_text
+
+
+def test_rows_written_before_the_double_field_still_load(tmp_path: Path) -> None:
+    from rebase_agent import RebaseConfig, SearchResult
+    from rebase_agent.evaluation.results import EvalRow
+
+    result = SearchResult(
+        problem="p",
+        strategy="rebase",
+        config=RebaseConfig(budget=1),
+        answer=None,
+        solution=None,
+        chosen=None,
+    )
+    row = EvalRow(
+        run="r",
+        label="old",
+        dataset="d",
+        problem_id="0",
+        question="p",
+        gold="1",
+        strategy="rebase",
+        budget=1,
+        outcomes=[],
+        stopped="done",
+        wall_s=0.0,
+        result=result,
+    )
+    old = json.loads(row.model_dump_json())
+    del old["double"]
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    assert [r.double for r in read_rows([path])] == [False]

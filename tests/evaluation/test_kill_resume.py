@@ -21,7 +21,7 @@ from rebase_agent.testing import ScriptedProvider, ScriptedScorer
 
 settings = EvalSettings(
     dataset=DatasetSpec(source=sys.argv[1], limit=10), output=Path(sys.argv[2]),
-    budgets=[1, 2], max_concurrent_problems=2, config={"seed": 3},
+    budgets=[1, 2], max_concurrent_problems=2, config={"seed": 3}, backend="scripted",
 )
 provider = ScriptedProvider(latency=float(sys.argv[3]))
 anyio.run(lambda: run_eval(settings, provider=provider, scorer=ScriptedScorer()))

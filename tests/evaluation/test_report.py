@@ -136,3 +136,17 @@ def test_several_runs_and_datasets_are_separate_lines() -> None:
     assert {c.series for c in summary.cells} == {"d: rebase", "d: sampling", "e: rebase"}
     assert summary.datasets == ["d", "e"]
     assert all(c.n == 2 for c in summary.cells if c.strategy == "rebase")
+
+
+def test_lines_of_a_test_double_are_marked() -> None:
+    rows = _rows()
+    fake = [r.model_copy(update={"label": "scripted-policy", "double": True}) for r in rows[:2]]
+    summary = summarize([*rows, *fake])
+    marked = {c.series for c in summary.cells if c.double}
+    assert marked == {"scripted-policy: rebase (test double)"}
+    assert not any("test double" in c.series for c in summary.cells if not c.double)
+    assert any("ran on a test double" in n for n in summary.notes)
+    table = format_table(summary)
+    assert "scripted-policy: rebase (test double)     2" in table  # never cut off
+    assert "note: lines marked (test double) ran on a test double" in table
+    assert not any("test double" in n for n in summarize(rows).notes)

@@ -20,6 +20,7 @@ def _settings(data: Path, out: Path, **kw: object) -> EvalSettings:
         "output": out,
         "budgets": [1, 2, 4],
         "config": {"seed": 0},
+        "backend": "scripted",
     }
     return EvalSettings.model_validate(base | kw)
 
@@ -44,6 +45,7 @@ async def test_eval_writes_one_graded_row_per_search(gsm8k_path: Path, tmp_path:
     ]
     first = next(r for r in rows if r.problem_id == "0" and r.strategy == "rebase")
     assert first.gold == "18" and first.label == "scripted" and first.dataset == "gsm8k_test"
+    assert all(r.double for r in rows)  # the scripted backend is a test double
     outcome = first.outcomes[0]
     assert set(outcome.votes) == {"majority", "weighted_majority", "best_of_n"}
     assert outcome.votes["weighted_majority"].answer == first.result.answer

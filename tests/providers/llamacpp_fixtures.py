@@ -45,7 +45,18 @@ TINY_VOCAB: tuple[str, ...] = tuple(_vocab()[0])
 """The tiny model's token strings, by id."""
 
 
-def write_tiny_llama(path: Path, *, seed: int = 0, eos_bias: float = 0.0) -> Path:
+def write_tiny_llama(
+    path: Path,
+    *,
+    seed: int = 0,
+    eos_bias: float = 0.0,
+    n_embd: int = _N_EMBD,
+    n_ff: int = _N_FF,
+    n_head: int = _N_HEAD,
+    n_head_kv: int = _N_HEAD_KV,
+    n_layer: int = _N_LAYER,
+    f16: bool = False,
+) -> Path:
     """Write the tiny random llama GGUF to ``path`` and return it.
 
     Args:
@@ -53,25 +64,28 @@ def write_tiny_llama(path: Path, *, seed: int = 0, eos_bias: float = 0.0) -> Pat
         seed: Seed of the random weights.
         eos_bias: Pushes the end-of-sequence logit up by about this many units at every position
             (0: EOS is as likely as any token; 30: the model ends at once).
+        n_embd, n_ff, n_head, n_head_kv, n_layer: Shape; larger values make a model of real
+            size for speed measurements (``benchmarks/cpu_paths.py``).
+        f16: Store the matrices as F16 (half the file; what llama.cpp's quantizer reads).
     """
     import gguf
 
     rng = np.random.default_rng(seed)
     tokens, scores, types = _vocab()
     n_vocab = len(tokens)
-    head_dim = _N_EMBD // _N_HEAD
+    head_dim = n_embd // n_head
 
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny-random-llama")
     writer.add_context_length(4096)
-    writer.add_embedding_length(_N_EMBD)
-    writer.add_block_count(_N_LAYER)
-    writer.add_feed_forward_length(_N_FF)
-    writer.add_head_count(_N_HEAD)
-    writer.add_head_count_kv(_N_HEAD_KV)
+    writer.add_embedding_length(n_embd)
+    writer.add_block_count(n_layer)
+    writer.add_feed_forward_length(n_ff)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_head_kv)
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
     writer.add_token_scores(scores)
@@ -83,28 +97,29 @@ def write_tiny_llama(path: Path, *, seed: int = 0, eos_bias: float = 0.0) -> Pat
     writer.add_add_eos_token(False)
 
     def rand(*shape: int, scale: float) -> np.ndarray:
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
+        values = (rng.standard_normal(shape) * scale).astype(np.float32)
+        return values.astype(np.float16) if f16 and len(shape) == 2 else values
 
-    embd = rand(n_vocab, _N_EMBD, scale=1.0)
+    embd = rand(n_vocab, n_embd, scale=1.0)
     # Dimension 0 carries a constant offset that only the EOS row of the output reads.
     embd[:, 0] = 4.0
-    out = rand(n_vocab, _N_EMBD, scale=1.0)
+    out = rand(n_vocab, n_embd, scale=1.0)
     out[:, 0] = 0.0
     out[2, 0] = eos_bias / 4.0
     writer.add_tensor("token_embd.weight", embd)
-    writer.add_tensor("output_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
+    writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
     writer.add_tensor("output.weight", out)
-    kv_dim = _N_HEAD_KV * head_dim
-    for i in range(_N_LAYER):
-        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
-        writer.add_tensor(f"blk.{i}.attn_q.weight", rand(_N_EMBD, _N_EMBD, scale=0.3))
-        writer.add_tensor(f"blk.{i}.attn_k.weight", rand(kv_dim, _N_EMBD, scale=0.3))
-        writer.add_tensor(f"blk.{i}.attn_v.weight", rand(kv_dim, _N_EMBD, scale=0.3))
-        writer.add_tensor(f"blk.{i}.attn_output.weight", rand(_N_EMBD, _N_EMBD, scale=0.1))
-        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(_N_EMBD, dtype=np.float32))
-        writer.add_tensor(f"blk.{i}.ffn_gate.weight", rand(_N_FF, _N_EMBD, scale=0.2))
-        writer.add_tensor(f"blk.{i}.ffn_up.weight", rand(_N_FF, _N_EMBD, scale=0.2))
-        writer.add_tensor(f"blk.{i}.ffn_down.weight", rand(_N_EMBD, _N_FF, scale=0.1))
+    kv_dim = n_head_kv * head_dim
+    for i in range(n_layer):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", rand(n_embd, n_embd, scale=0.3))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", rand(kv_dim, n_embd, scale=0.3))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", rand(kv_dim, n_embd, scale=0.3))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", rand(n_embd, n_embd, scale=0.1))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", rand(n_ff, n_embd, scale=0.2))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", rand(n_ff, n_embd, scale=0.2))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", rand(n_embd, n_ff, scale=0.1))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

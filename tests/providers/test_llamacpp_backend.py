@@ -59,6 +59,26 @@ def test_the_bundled_model_gets_worked_examples_and_others_the_plain_template(
         assert "Step 1: 4 pens" not in prompt and prompt.endswith(
             "Question: P?\nAnswer: Let's think step by step.\n\n"
         )
+        assert provider.search_defaults == {}  # another model: the library's defaults
     finally:
         provider.close()
         scorer.close()
+
+
+def test_only_the_embedded_default_recommends_its_short_steps(
+    monkeypatch: pytest.MonkeyPatch, tiny_gguf: Path
+) -> None:
+    import providers.llamacpp.backend as backend
+    from providers.llamacpp.defaults import EMBEDDED_SEARCH_DEFAULTS
+
+    # The bundled model's path is swapped for the tiny one: the backend's choice is the test.
+    monkeypatch.setattr(backend, "default_model_path", lambda: str(tiny_gguf))
+    provider, scorer = llama_backend(n_ctx="512", scorer_n_ctx="512")
+    own, own_scorer = llama_backend(n_ctx="512", scorer_n_ctx="512", template="{problem}{solution}")
+    try:
+        assert provider.search_defaults == EMBEDDED_SEARCH_DEFAULTS
+        assert EMBEDDED_SEARCH_DEFAULTS["max_step_tokens"] < 256
+        assert own.search_defaults == {}  # the user's own prompt: no recommendation
+    finally:
+        for part in (provider, scorer, own, own_scorer):
+            part.close()

