@@ -40,7 +40,8 @@ have been cut short by the words before it (``3 times 4 = 12``, ``Step 2 - 9 * 2
 or a lone number right after a word) or a right side cut short by what follows it (``= 3 and a
 half``, ``= 3 R 2``, ``= 42nd``); a first link between two bare numbers (``1 hour = 60 minutes``);
 anything over the limits below. A claim that evaluates false is also skipped, as unsure, when
-its numbers carry two or more different units (``2 * 60 min = 2 hours``), when it reads as a
+its numbers carry two or more different units of which one is a measure that converts (``2 * 60
+min = 2 hours``, ``3 dozen = 36 eggs``; ``4 rows + 6 = 12 boxes`` is false), when it reads as a
 running total (``6 * 7 = 42 + 3 = 45``: the first link), or when the notation is ambiguous
 (``6/2(1+2)``, ``-2^2``).
 
@@ -1073,9 +1074,23 @@ def _compare(left: _Side, right: _Side) -> tuple[bool, bool]:
     return False, False
 
 
+_MEASURE_WORDS = (
+    "s sec secs second seconds min mins minute minutes h hr hrs hour hours day days week "
+    "weeks month months year years mm cm m km meter meters metre metres kilometer kilometers "
+    "in inch inches ft foot feet yd yard yards mile miles g kg gram grams kilogram kilograms "
+    "lb lbs pound pounds oz ounce ounces l ml liter liters litre litres gallon gallons cup "
+    "cups cent cents dollar dollars euro euros dozen dozens pair pairs percent"
+)
+_MEASURES = frozenset(_normalize_unit(unit) for unit in _MEASURE_WORDS.split())
+"""Units that convert into one another (``2 * 60 min = 2 hours``, ``3 dozen = 36``): a false
+verdict across two of them may be a conversion, not an error. Counted things (``rows``,
+``boxes``, ``eggs``) do not convert, so ``4 rows + 6 = 12 boxes`` is false."""
+
+
 def _unsure(left: _Side, right: _Side) -> bool:
     """A false verdict on this link would be a guess."""
-    if left.ambiguous or right.ambiguous or len(left.units | right.units) >= 2:
+    units = left.units | right.units
+    if left.ambiguous or right.ambiguous or (len(units) >= 2 and units & _MEASURES):
         return True
     return right.lead is not None and right.lead == left.value  # 6 * 7 = 42 + 3 = 45
 

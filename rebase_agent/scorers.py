@@ -117,7 +117,8 @@ class ArithmeticScorer:
 
     A step that states a numeric final answer (``The answer is 42``) is checked too. When the
     problem asks for the value of an expression (its last sentence ends with one: ``What is
-    6 * 7?``), the answer is that claim (``6 * 7 = 42``), ``verified`` or ``false``. Otherwise it
+    6 * 7?``), the answer is that claim (``6 * 7 = 42``), ``verified`` or ``false`` (an answer
+    that is not a number is ``false``: ``The answer is 100 - 3 =``). Otherwise it
     is checked against the path's arithmetic: ``verified`` when it is the result of the path's
     last claim, ``false`` when the path made claims and the answer is no number of them nor of
     the problem (``6 * 7 = 42`` then ``The answer is 54``), ``unchecked`` otherwise.
@@ -179,6 +180,8 @@ class ArithmeticScorer:
             asked = _asked_claim(problem, number[1]) if number is not None else None
             if asked is not None and verdict != "false":
                 verdict = "verified" if asked.holds else "false"
+            elif answer is not None and number is None and _asked_claim(problem, "0"):
+                verdict = "false"  # the question asks for a number; this answer is none
             elif value is not None and verdict != "false" and seen:
                 if value == seen[-1].right or value == seen[-1].left:
                     verdict = "verified"

@@ -133,6 +133,9 @@ FALSE_CLAIMS = [
     ("2 ** 3 = 9", "2 ** 3 = 9", 8, 9),
     ("-3 + 5 = -2", "-3 + 5 = -2", 2, -2),
     ("f(3) = 2(3) + 1 = 8", "2(3) + 1 = 8", 7, 8),
+    # counted things do not convert into one another, so differing units are no excuse
+    ("4 boxes * 6 eggs = 25 eggs", "4 boxes * 6 eggs = 25 eggs", 24, 25),
+    ("Step 1: 4 rows + 6 = 12 boxes.", "4 rows + 6 = 12 boxes", 10, 12),
 ]
 
 
@@ -207,12 +210,11 @@ SKIPPED = [
     "1,2345 + 1 = 3",
     "1.2.3 + 1 = 2",
     "10 / 3 = 3 or so",
-    # two bare numbers, or units that differ
+    # two bare numbers, or units that differ where one is a measure that converts
     "1 hour = 60 minutes",
     "1 km = 1000 m",
     "Step 3 = 4",
     "2 * 60 min = 2 hours",
-    "4 boxes * 6 eggs = 25 eggs",
     "12 km / 3 h = 5 km/h",
     "2 hours * 60 = 100 minutes",
     # ambiguous notation, running totals

@@ -67,6 +67,7 @@ async def test_arithmetic_scores_are_path_aware(
         ("What is 6 * 7?", ("The 6 is 6.\n\n", "The answer is 6."), [0.5, 0.0]),
         ("What is 6 * 7?", ("Let me think.\n\n", "The answer is 42."), [0.5, 1.0]),
         ("Compute it. What is 20% of 50?", ("The answer is 10.",), [1.0]),
+        ("What is 100 - 37?", ("The answer is 100 - 3 =",), [0.0]),
         # A word problem: the answer is checked against the path's own arithmetic.
         (
             "Tom has 5 apples and buys 7 more. How many apples does he have?",

@@ -14,7 +14,8 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
   template (default: two worked examples for the bundled model, the plain
   ``Question/Answer`` template for any other); ``chat`` / ``scorer_chat`` (``true``/``false``):
   use the GGUF's chat template;
-- ``top_k`` (0: sample from the whole vocabulary): sample among the top-k tokens only;
+- ``top_k``: sample among the top-k tokens only (0: the whole vocabulary; the default, except
+  40 for the embedded default);
 - ``repack`` (``auto``, ``on``, ``off``): how llama.cpp stores the CPU weights (default
   ``auto``: repacked, unless the llama.cpp build uses AMX, whose matrix product crashes on Q4_K
   weights; see :mod:`providers.llamacpp.repack`);
@@ -27,6 +28,7 @@ from typing import Literal, cast, get_args
 
 from providers.llamacpp.defaults import (
     EMBEDDED_SEARCH_DEFAULTS,
+    EMBEDDED_TOP_K,
     default_model_path,
     local_models,
 )
@@ -90,6 +92,9 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
         raise ValueError(f"option repack must be auto, on or off, got {repack!r}")
     # The bundled base model gets worked examples; another model, the plain template.
     default_template = None if options.get("model") else FEW_SHOT_STEPS_TEMPLATE
+    embedded = default_template is not None and "template" not in options
+    embedded_top_k = EMBEDDED_TOP_K if embedded else 0
+    top_k = num("top_k")
     provider, scorer = local_models(
         options.get("model") or default_model_path(),
         scorer_path=options.get("scorer_model"),
@@ -104,9 +109,9 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
         chat=flag("chat"),
         scorer_chat=flag("scorer_chat"),
         verbose=flag("verbose"),
-        top_k=num("top_k") or 0,
+        top_k=embedded_top_k if top_k is None else top_k,
         repack=cast(Repack | None, repack),
     )
-    if default_template is not None and "template" not in options:
+    if embedded:
         provider.search_defaults = dict(EMBEDDED_SEARCH_DEFAULTS)
     return provider, scorer

