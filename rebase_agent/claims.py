@@ -55,6 +55,7 @@ denominator of any value (so ``9^9^9^9 = 1`` is skipped at once).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Literal
@@ -70,6 +71,7 @@ __all__ = (
     "Verdict",
     "check_text",
     "find_claims",
+    "verdict_of",
 )
 
 MAX_TEXT_CHARS = 100_000
@@ -124,13 +126,17 @@ def find_claims(text: str) -> list[Claim]:
     return claims
 
 
-def check_text(text: str) -> Verdict:
-    """``"false"`` if any claim of ``text`` is false, ``"verified"`` if it has claims and all
-    hold, ``"unchecked"`` if it has none."""
-    claims = find_claims(text)
+def verdict_of(claims: Sequence[Claim]) -> Verdict:
+    """``"false"`` if any of ``claims`` is false, ``"verified"`` if there are claims and all
+    hold, ``"unchecked"`` if there are none."""
     if any(not claim.holds for claim in claims):
         return "false"
     return "verified" if claims else "unchecked"
+
+
+def check_text(text: str) -> Verdict:
+    """The :func:`verdict_of` the claims of ``text``."""
+    return verdict_of(find_claims(text))
 
 
 # ----------------------------------------------------------------------------------------------

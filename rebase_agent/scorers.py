@@ -29,7 +29,7 @@ from anyio.abc import TaskGroup
 
 from rebase_agent.answers import extract_answer, normalize_answer
 from rebase_agent.backends import aclose
-from rebase_agent.claims import Claim, Verdict, find_claims
+from rebase_agent.claims import Claim, Verdict, find_claims, verdict_of
 from rebase_agent.exceptions import ScoringError
 from rebase_agent.protocols import Scorer, ScoreRequest
 
@@ -61,12 +61,6 @@ def _claims(step: str) -> tuple[Claim, ...]:
     """:func:`find_claims`, remembered for steps of up to 4,096 characters: every call re-scores
     the steps a path already had."""
     return _cached_claims(step) if len(step) <= 4096 else tuple(find_claims(step))
-
-
-def _verdict(claims: Sequence[Claim]) -> Verdict:
-    if any(not claim.holds for claim in claims):
-        return "false"
-    return "verified" if claims else "unchecked"
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
@@ -102,6 +96,27 @@ def _asked_claim(problem: str, answer: str) -> Claim | None:
     for claim in find_claims(text):
         if claim.start < len(stem) and claim.end == len(text):
             return claim
+    return None
+
+
+def _answer_verdict(answer: str, problem: str, seen: Sequence[Claim]) -> Verdict | None:
+    """What a stated final answer adds to its step's verdict (see :class:`ArithmeticScorer`):
+    checked against the question's expression when it asks for one, else against the path's
+    claims so far (``seen``); ``None`` when it adds nothing."""
+    number = _number(answer)
+    if number is None:
+        # the question asks for a number; this answer is none
+        return "false" if _asked_claim(problem, "0") is not None else None
+    value, written = number
+    asked = _asked_claim(problem, written)
+    if asked is not None:
+        return "verified" if asked.holds else "false"
+    if not seen:
+        return None
+    if value in (seen[-1].right, seen[-1].left):
+        return "verified"
+    if value not in {v for c in seen for v in (c.left, c.right)} | _numbers_in(problem):
+        return "false"
     return None
 
 
@@ -172,23 +187,11 @@ class ArithmeticScorer:
         seen: list[Claim] = []
         for step in steps:
             claims = _claims(step)
-            verdict = _verdict(claims)
             seen += claims
+            verdict = verdict_of(claims)
             answer = extract_answer(step)
-            number = _number(answer) if answer is not None else None
-            value = number[0] if number is not None else None
-            asked = _asked_claim(problem, number[1]) if number is not None else None
-            if asked is not None and verdict != "false":
-                verdict = "verified" if asked.holds else "false"
-            elif answer is not None and number is None and _asked_claim(problem, "0"):
-                verdict = "false"  # the question asks for a number; this answer is none
-            elif value is not None and verdict != "false" and seen:
-                if value == seen[-1].right or value == seen[-1].left:
-                    verdict = "verified"
-                elif value not in {v for c in seen for v in (c.left, c.right)} | _numbers_in(
-                    problem
-                ):
-                    verdict = "false"
+            if answer is not None and verdict != "false":
+                verdict = _answer_verdict(answer, problem, seen) or verdict
             failed = failed or verdict == "false"
             if failed:
                 scores.append(self.false)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import uvicorn
 
-from rebase_agent.backends import double_notice
+from rebase_agent._cli_common import note_if_double
 from rebase_server.app import create_app
 from rebase_server.config import ServerConfig, load_config
 
@@ -28,8 +28,6 @@ def serve(config_path: str | None, host: str | None, port: int | None) -> None:
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     config = config.model_copy(update=updates)
     for backend in dict.fromkeys(route.backend for route in config.routes.values()):
-        notice = double_notice(backend)
-        if notice is not None:
-            click.echo(notice, err=True)
+        note_if_double(backend)
     app = create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")

@@ -24,7 +24,7 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 
 from __future__ import annotations
 
-from typing import Literal, cast, get_args
+from typing import Literal, cast
 
 from providers.llamacpp.defaults import (
     EMBEDDED_SEARCH_DEFAULTS,
@@ -33,7 +33,7 @@ from providers.llamacpp.defaults import (
     local_models,
 )
 from providers.llamacpp.provider import LlamaCppProvider
-from providers.llamacpp.repack import Repack
+from providers.llamacpp.repack import parse_repack
 from providers.llamacpp.scorer import LlamaCppScorer
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
 
@@ -88,8 +88,8 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     if mode not in ("judge", "math_shepherd"):
         raise ValueError(f"scorer must be judge or math_shepherd, got {mode!r}")
     repack = options.get("repack")
-    if repack is not None and repack not in get_args(Repack):
-        raise ValueError(f"option repack must be auto, on or off, got {repack!r}")
+    if repack is not None:
+        repack = parse_repack(repack, source="option repack")
     # The bundled base model gets worked examples; another model, the plain template.
     default_template = None if options.get("model") else FEW_SHOT_STEPS_TEMPLATE
     embedded = default_template is not None and "template" not in options
@@ -110,7 +110,7 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
         scorer_chat=flag("scorer_chat"),
         verbose=flag("verbose"),
         top_k=embedded_top_k if top_k is None else top_k,
-        repack=cast(Repack | None, repack),
+        repack=repack,
     )
     if embedded:
         provider.search_defaults = dict(EMBEDDED_SEARCH_DEFAULTS)

@@ -48,6 +48,7 @@ __all__ = (
     "choose_repack",
     "default_params_with",
     "load_llama",
+    "parse_repack",
     "system_info",
 )
 
@@ -86,15 +87,22 @@ def system_info() -> str:
     return raw.decode("utf-8", errors="replace")
 
 
-def _requested(repack: str | None) -> Repack:
-    if repack is None:
-        repack = os.environ.get(REPACK_ENV, "auto").strip().lower() or "auto"
-        source = f"environment variable {REPACK_ENV}"
-    else:
-        source = "repack"
+def parse_repack(repack: str, *, source: str = "repack") -> Repack:
+    """``repack`` if it is ``auto``, ``on`` or ``off``.
+
+    Raises:
+        ValueError: It is not; the message names ``source`` and the value.
+    """
     if repack not in get_args(Repack):
         raise ValueError(f"{source} must be auto, on or off, got {repack!r}")
     return repack  # type: ignore[return-value]
+
+
+def _requested(repack: str | None) -> Repack:
+    if repack is None:
+        from_env = os.environ.get(REPACK_ENV, "auto").strip().lower() or "auto"
+        return parse_repack(from_env, source=f"environment variable {REPACK_ENV}")
+    return parse_repack(repack)
 
 
 def choose_repack(repack: str | None = None, *, info: str | None = None) -> RepackChoice:
