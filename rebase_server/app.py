@@ -32,13 +32,14 @@ from starlette.types import Receive, Scope, Send
 from rebase_agent import (
     DepthStats,
     Provider,
+    RebaseConfig,
     RebaseSearch,
     Scorer,
     SearchFailed,
     SearchResult,
     SearchTimeout,
 )
-from rebase_agent.backends import aclose, is_double, load_backend
+from rebase_agent.backends import aclose, is_double, load_backend, search_defaults
 from rebase_agent.scorers import with_check
 from rebase_server import openai_api as api
 from rebase_server.config import RouteConfig, ServerConfig
@@ -84,7 +85,10 @@ class _Server:
             else:
                 provider, scorer = load_backend(route.backend)(**route.options)
                 scorer = with_check(scorer, route.check)
-            search_config = route.search
+            # The backend's recommended search fields, under the route's own (as solve, eval).
+            search_config = RebaseConfig(
+                **(search_defaults(provider) | route.search.model_dump(exclude_unset=True))
+            )
             if config.request_timeout_s is not None:
                 search_config = search_config.model_copy(
                     update={"timeout_s": config.request_timeout_s}

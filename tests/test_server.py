@@ -294,3 +294,21 @@ async def test_the_server_backed_by_the_local_gemma_model() -> None:
     # The judge's tokens count too: the usage is more than the policy's completion tokens.
     assert reply.usage.total_tokens > summary["usage"]["completion_tokens"]
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_a_backends_search_defaults_apply_under_the_routes_own_fields() -> None:
+    # As for solve and eval: fields the route sets win, the backend's recommendation fills the
+    # rest, and the library's defaults the remainder.
+    provider = ScriptedProvider(depth=3)
+    provider.search_defaults = {"max_depth": 2, "max_step_tokens": 17}  # type: ignore[attr-defined]
+    route = RouteConfig(
+        backend="scripted", search=RebaseConfig(budget=4, max_depth=5), max_budget=8
+    )
+    app = create_app(
+        ServerConfig(api_key=TOKEN, routes={"r": route}),
+        backends={"r": (provider, ScriptedScorer())},
+    )
+    search_config = app.state.server.searches["r"].config
+    assert (search_config.budget, search_config.max_depth) == (4, 5)
+    assert search_config.max_step_tokens == 17
+    assert search_config.temperature == RebaseConfig().temperature
