@@ -310,6 +310,15 @@ _SIGN_OK_PUNCT = frozenset(
 )
 
 
+_ONE_CHAR_KINDS: dict[str, _Kind] = {
+    "%": "pct",
+    "(": "lp",
+    ")": "rp",
+    **dict.fromkeys(_APPROX_CHARS, "approx"),
+}
+"""Characters that are a token of their own kind, whatever surrounds them."""
+
+
 class _Scanner:
     """Text to raw tokens, in one pass; LaTeX braces are tracked on a stack."""
 
@@ -389,17 +398,9 @@ class _Scanner:
                 return i + 1
             self._emit("punct", i, i + 1)
             return i + 1
-        if c in _APPROX_CHARS:
-            self._emit("approx", i, i + 1)
-            return i + 1
-        if c == "%":
-            self._emit("pct", i, i + 1)
-            return i + 1
-        if c == "(":
-            self._emit("lp", i, i + 1)
-            return i + 1
-        if c == ")":
-            self._emit("rp", i, i + 1)
+        single = _ONE_CHAR_KINDS.get(c)
+        if single is not None:
+            self._emit(single, i, i + 1)
             return i + 1
         if c == "{":
             self.braces.append("paren")
