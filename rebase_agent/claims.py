@@ -71,6 +71,7 @@ __all__ = (
     "Verdict",
     "check_text",
     "find_claims",
+    "open_value",
     "verdict_of",
 )
 
@@ -1159,3 +1160,22 @@ def _run_claims(text: str, tokens: list[_Tok], start: int, end: int, out: list[C
                 end=right.end,
             )
         )
+
+
+def open_value(text: str) -> Fraction | None:
+    """The exact value of the arithmetic that ``text`` ends with, right before a final ``=``.
+
+    ``"4 pens cost 4 * 3 ="`` gives 12 and ``"20% of 50 ="`` gives 10: what a calculator would
+    write next. ``None`` when the text does not end with ``=``, or when what comes before it is
+    not arithmetic this module reads with confidence (a lone number: ``"Step 1: 15 ="``; a
+    variable; a left side that may be cut short; anything over the limits). The same reader as
+    :func:`find_claims`, so a value given here is one that a claim check agrees with.
+    """
+    stripped = text.rstrip()
+    if not stripped.endswith("=") or stripped.endswith(("==", "<=", ">=", "!=")):
+        return None
+    probe = stripped + " 0"
+    for claim in reversed(find_claims(probe)):
+        if claim.end == len(probe):
+            return claim.left
+    return None

@@ -19,6 +19,9 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 - ``repack`` (``auto``, ``on``, ``off``): how llama.cpp stores the CPU weights (default
   ``auto``: repacked, unless the llama.cpp build uses AMX, whose matrix product crashes on Q4_K
   weights; see :mod:`providers.llamacpp.repack`);
+- ``calculator`` (``true``/``false``): the model writes the arithmetic of a step, a calculator
+  writes its value after each ``=`` (:class:`rebase_agent.calculator.CalculatorProvider`;
+  default: on for the embedded default, off for any other model or template);
 - ``verbose`` (``true``/``false``): llama.cpp's own log.
 """
 
@@ -36,6 +39,7 @@ from providers.llamacpp.provider import LlamaCppProvider
 from providers.llamacpp.repack import parse_repack
 from providers.llamacpp.scorer import LlamaCppScorer
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
+from rebase_agent.calculator import CalculatorProvider
 
 __all__ = ("llama_backend",)
 
@@ -48,7 +52,7 @@ _INTS = {
     "scorer_n_gpu_layers",
     "top_k",
 }
-_BOOLS = {"chat", "scorer_chat", "verbose"}
+_BOOLS = {"chat", "scorer_chat", "verbose", "calculator"}
 _KNOWN = {"model", "scorer", "scorer_model", "template", "repack", *_INTS, *_BOOLS}
 
 
@@ -61,7 +65,9 @@ def _flag(name: str, value: str) -> bool:
     raise ValueError(f"option {name} must be true or false, got {value!r}")
 
 
-def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
+def llama_backend(
+    **options: str,
+) -> tuple[LlamaCppProvider | CalculatorProvider, LlamaCppScorer]:
     """Build the provider and scorer that ``options`` describe (see the module docs).
 
     Raises:
@@ -94,6 +100,7 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     default_template = None if options.get("model") else FEW_SHOT_STEPS_TEMPLATE
     embedded = default_template is not None and "template" not in options
     embedded_top_k = EMBEDDED_TOP_K if embedded else 0
+    calculator = flag("calculator") if "calculator" in options else embedded
     top_k = num("top_k")
     provider, scorer = local_models(
         options.get("model") or default_model_path(),
@@ -114,4 +121,6 @@ def llama_backend(**options: str) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     )
     if embedded:
         provider.search_defaults = dict(EMBEDDED_SEARCH_DEFAULTS)
+    if calculator:
+        return CalculatorProvider(provider), scorer
     return provider, scorer

@@ -9,7 +9,9 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from providers.llamacpp.backend import llama_backend
+from providers.llamacpp.provider import LlamaCppProvider
 from rebase_agent import ScoreRequest, StepRequest
+from rebase_agent.calculator import CalculatorProvider
 
 pytestmark = [pytest.mark.anyio, pytest.mark.llama]
 
@@ -73,14 +75,33 @@ def test_only_the_embedded_default_recommends_its_short_steps(
 
     # The bundled model's path is swapped for the tiny one: the backend's choice is the test.
     monkeypatch.setattr(backend, "default_model_path", lambda: str(tiny_gguf))
-    provider, scorer = llama_backend(n_ctx="512", scorer_n_ctx="512")
+    wrapped, scorer = llama_backend(n_ctx="512", scorer_n_ctx="512")
     own, own_scorer = llama_backend(n_ctx="512", scorer_n_ctx="512", template="{problem}{solution}")
+    # The embedded default writes its arithmetic with a calculator; the user's own prompt does not.
+    assert isinstance(wrapped, CalculatorProvider)
+    assert isinstance(own, LlamaCppProvider)
+    provider = wrapped.provider
+    assert isinstance(provider, LlamaCppProvider)
     try:
-        assert provider.search_defaults == EMBEDDED_SEARCH_DEFAULTS
+        assert wrapped.search_defaults == EMBEDDED_SEARCH_DEFAULTS
         assert EMBEDDED_SEARCH_DEFAULTS["max_step_tokens"] < 256
         assert provider.top_k == EMBEDDED_TOP_K > 0
         assert own.search_defaults == {}  # the user's own prompt: no recommendation
         assert own.top_k == 0
     finally:
         for part in (provider, scorer, own, own_scorer):
+            part.close()
+
+
+def test_the_calculator_option_turns_it_on_or_off_for_any_model(tiny_gguf: Path) -> None:
+    on, on_scorer = llama_backend(model=str(tiny_gguf), n_ctx="512", calculator="on")
+    off, off_scorer = llama_backend(model=str(tiny_gguf), n_ctx="512", calculator="false")
+    try:
+        assert isinstance(on, CalculatorProvider)
+        assert isinstance(off, LlamaCppProvider)
+        with pytest.raises(ValueError, match="calculator"):
+            llama_backend(model=str(tiny_gguf), calculator="sometimes")
+    finally:
+        assert isinstance(on.provider, LlamaCppProvider)
+        for part in (on.provider, on_scorer, off, off_scorer):
             part.close()

@@ -1,0 +1,200 @@
+"""The calculator in the policy's loop: values written after ``=``, the step continued."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import anyio
+import pytest
+
+from rebase_agent import RebaseConfig, StepRequest, solve
+from rebase_agent.calculator import TRIGGER, CalculatorProvider, format_value
+from rebase_agent.claims import open_value
+from rebase_agent.scorers import ArithmeticScorer
+from rebase_agent.testing import FunctionProvider
+
+
+def cut(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` up to and including its earliest stop string, as a provider returns it."""
+    ends = [text.find(stop) + len(stop) for stop in stops if stop in text]
+    return text[: min(ends)] if ends else text
+
+
+def bad_adder(step: str = "Step 1: 15 + 27 = 12.\n\n", after: str = ".\n\n") -> FunctionProvider:
+    """A model that writes ``step`` (with wrong arithmetic) for a new step, and ``after`` when
+    the step so far ends with a value, as a model continues after a calculator's digits."""
+
+    def write(request: StepRequest) -> list[str]:
+        solution = "".join(request.steps)
+        if re.search(r"= -?\d+(\.\d+)?$", solution):
+            text = after
+        elif solution.endswith(TRIGGER):
+            text = step[len(solution) :]  # what the model would have written after "="
+        else:
+            text = step
+        return [cut(text, request.stop)] * request.n
+
+    return FunctionProvider(write)
+
+
+def test_open_value_reads_the_arithmetic_before_a_final_equals_sign() -> None:
+    assert open_value("Step 1: 15 + 27 =") == 42
+    assert open_value("Step 1: 4 pens cost 4 * 3 =") == 12
+    assert open_value("Step 1: 20% of 50 =") == 10
+    assert open_value("Step 2: 2 + 3 = 5 + 4 =") == 9
+    assert open_value("Step 1: 10 / 4 =") == Fraction(5, 2)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Step 1: 15 =", "Step 1: x =", "Step 1: 15 + 27", "a <=", "Step 1: 2 ==", ""],
+)
+def test_open_value_is_none_where_a_calculator_has_nothing_to_say(text: str) -> None:
+    assert open_value(text) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Fraction(42), "42"),
+        (Fraction(-7), "-7"),
+        (Fraction(5, 2), "2.5"),
+        (Fraction(1, 8), "0.125"),
+        (Fraction(10, 3), "3.33"),
+        (Fraction(-2, 3), "-0.67"),
+        (Fraction(1, 2**10), "0.00"),
+    ],
+)
+def test_format_value_writes_integers_short_decimals_or_rounded_ones(
+    value: Fraction, shown: str
+) -> None:
+    assert format_value(value) == shown
+
+
+def test_the_calculator_writes_the_value_and_the_model_finishes_the_step() -> None:
+    inner = bad_adder()
+    calculator = CalculatorProvider(inner)
+    request = StepRequest(problem="What is 15 + 27?", n=1, max_tokens=40, seed=3)
+    (step,) = anyio.run(calculator.generate, request)
+    assert step.text == "Step 1: 15 + 27 = 42.\n\n"
+    assert step.finish_reason == "step"
+    first, follow = inner.requests
+    assert first.stop == ("\n\n", "=") and first.n == 1
+    assert follow.steps == ("Step 1: 15 + 27 = 42",) and follow.n == 1
+    assert follow.stop == ("\n\n", "=")
+    # The model generated "Step 1: 15 + 27 =" (6 words) then ".\n\n" (1): the calculator's
+    # digits are not generated tokens, and the step's token limit is what the first part left.
+    assert step.completion_tokens == 6 + 1
+    assert follow.max_tokens == 40 - 6
+
+
+def test_without_arithmetic_before_the_equals_sign_nothing_is_written() -> None:
+    inner = bad_adder(step="Step 1: x = 5.\n\n")
+    (step,) = anyio.run(CalculatorProvider(inner).generate, StepRequest(problem="p"))
+    assert step.text == "Step 1: x = 5.\n\n"
+    assert inner.requests[1].steps == ("Step 1: x =",)
+
+
+def test_each_child_is_finished_on_its_own_with_its_own_seed() -> None:
+    inner = bad_adder()
+    request = StepRequest(problem="What is 15 + 27?", n=3, seed=11)
+    steps = anyio.run(CalculatorProvider(inner).generate, request)
+    assert [step.text for step in steps] == ["Step 1: 15 + 27 = 42.\n\n"] * 3
+    follows = inner.requests[1:]
+    assert len(follows) == 3 and all(follow.n == 1 for follow in follows)
+    seeds = [follow.seed for follow in follows]
+    assert len(set(seeds)) == 3 and None not in seeds
+    again = bad_adder()
+    anyio.run(CalculatorProvider(again).generate, request)
+    assert sorted(f.seed or 0 for f in again.requests[1:]) == sorted(s or 0 for s in seeds)
+
+
+def test_a_step_with_many_equals_signs_gets_at_most_max_calls() -> None:
+    def chain(request: StepRequest) -> list[str]:
+        return [cut(" + 1 = 1 + 1 = 1 + 1 = 1 + 1 = 1.\n\n", request.stop)] * request.n
+
+    inner = FunctionProvider(chain)
+    (step,) = anyio.run(
+        CalculatorProvider(inner, max_calls=2).generate, StepRequest(problem="p", max_tokens=99)
+    )
+    assert len(inner.requests) == 3
+    assert TRIGGER not in inner.requests[-1].stop  # the last part is sampled without the stop
+    assert step.finish_reason == "step" and step.text.endswith("\n\n")
+
+
+def test_a_step_out_of_tokens_at_the_equals_sign_ends_by_length() -> None:
+    inner = bad_adder()
+    request = StepRequest(problem="What is 15 + 27?", max_tokens=6)
+    (step,) = anyio.run(CalculatorProvider(inner).generate, request)
+    assert step.finish_reason == "length"
+    assert step.text == "Step 1: 15 + 27 = 42"
+    assert len(inner.requests) == 1
+
+
+def test_a_request_that_already_stops_at_equals_is_passed_through() -> None:
+    inner = bad_adder()
+    request = StepRequest(problem="What is 15 + 27?", stop=("\n\n", "="))
+    (step,) = anyio.run(CalculatorProvider(inner).generate, request)
+    assert step.text == "Step 1: 15 + 27 =" and len(inner.requests) == 1
+
+
+def test_bad_arguments_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="max_calls"):
+        CalculatorProvider(bad_adder(), max_calls=0)
+    with pytest.raises(ValueError, match="decimals"):
+        CalculatorProvider(bad_adder(), decimals=-1)
+
+
+def test_search_defaults_and_aclose_pass_through() -> None:
+    inner = bad_adder()
+    inner.search_defaults = {"max_depth": 3}  # type: ignore[attr-defined]
+    closed: list[bool] = []
+
+    async def aclose() -> None:
+        closed.append(True)
+
+    inner.aclose = aclose  # type: ignore[attr-defined]
+    calculator = CalculatorProvider(inner)
+    assert calculator.search_defaults == {"max_depth": 3}
+    anyio.run(calculator.aclose)
+    assert closed == [True]
+    assert CalculatorProvider(bad_adder()).search_defaults is None
+
+
+def test_a_search_with_the_calculator_answers_what_the_model_alone_gets_wrong() -> None:
+    def answer(step: str) -> FunctionProvider:
+        def write(request: StepRequest) -> list[str]:
+            solution = "".join(request.steps)
+            if not request.steps:
+                return [cut(step, request.stop)] * request.n
+            if solution.endswith(TRIGGER):
+                return [cut(" 12.\n\n", request.stop)] * request.n
+            if not solution.endswith("\n\n"):
+                return [cut(".\n\n", request.stop)] * request.n
+            value = re.findall(r"= (\d+)", solution)[-1]
+            return [f"The answer is {value}."] * request.n
+
+        return FunctionProvider(write)
+
+    config = RebaseConfig(budget=4, max_depth=3, seed=0)
+    problem = "What is 15 + 27?"
+    alone = anyio.run(
+        lambda: solve(
+            problem,
+            provider=answer("Step 1: 15 + 27 = 12.\n\n"),
+            scorer=ArithmeticScorer(),
+            config=config,
+        )
+    )
+    helped = anyio.run(
+        lambda: solve(
+            problem,
+            provider=CalculatorProvider(answer("Step 1: 15 + 27 = 12.\n\n")),
+            scorer=ArithmeticScorer(),
+            config=config,
+        )
+    )
+    assert alone.answer == "12"
+    assert helped.answer == "42"
+    assert helped.solution.startswith("Step 1: 15 + 27 = 42.\n\n")
