@@ -49,6 +49,13 @@ class RebaseConfig(BaseModel):
     step_delimiters: tuple[str, ...] = ("\n\n",)
     """Strings that end a reasoning step (the provider's stop strings)."""
     max_step_tokens: int = Field(256, ge=1)
+    """Token limit of one step (the provider's ``max_tokens``)."""
+    max_solution_tokens: int | None = Field(1024, ge=1)
+    """Most generated tokens in one solution, every step on its path counted (the paper: 1024).
+    Each step's ``max_tokens`` is clipped to what the path has left; a path that reaches the
+    cap without a final answer ends as unfinished (never a candidate, and its sample is spent,
+    as in the released code); one whose last step states an answer, or ends the output, is
+    finished. ``None``: no cap (a path may reach ``max_depth × max_step_tokens``)."""
     max_depth: int = Field(25, ge=1, le=1000)
     """Most steps in a solution; nodes still open at this depth are reported as unfinished."""
     temperature: float = Field(1.0, ge=0.0)

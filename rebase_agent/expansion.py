@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from rebase_agent.answers import AnswerExtractor
+from rebase_agent.answers import AnswerExtractor, extract_answer, final_answer
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
 from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
@@ -159,21 +159,13 @@ class TreeExpander:
         Returns:
             The children, scored, with ``status == "finished"`` where they end a solution.
         """
-        request = StepRequest(
-            problem=self.problem,
-            steps=node.steps,
-            n=len(ids),
-            temperature=self.config.temperature,
-            top_p=self.config.top_p,
-            max_tokens=self.config.max_step_tokens,
-            stop=self.config.step_delimiters,
-            seed=None
-            if self.config.seed is None
-            else (self.config.seed * 7919 + ids[0]) % _SEED_MODULUS,
-        )
+        request = self.step_request(node, ids)
         async with self.provider_limiter:
             self.usage.provider_requests += 1
             completions = await self.provider.generate(request)
+        for completion in completions:  # paid for, even when the expansion then fails
+            self.usage.prompt_tokens += completion.prompt_tokens
+            self.usage.completion_tokens += completion.completion_tokens
         _check_completions(self.provider, request, completions)
         kids = []
         for node_id, completion in zip(ids, completions, strict=True):
@@ -181,8 +173,7 @@ class TreeExpander:
             child.finish_reason = completion.finish_reason
             child.prompt_tokens = completion.prompt_tokens
             child.completion_tokens = completion.completion_tokens
-            self.usage.prompt_tokens += completion.prompt_tokens
-            self.usage.completion_tokens += completion.completion_tokens
+            child.solution_tokens = node.solution_tokens + completion.completion_tokens
             kids.append(child)
         try:
             await self._score(kids)
@@ -193,6 +184,29 @@ class TreeExpander:
         for child in kids:
             self._classify(child)
         return kids
+
+    def step_request(self, node: Node, ids: range) -> StepRequest:
+        """The request for children ``ids`` of ``node`` (the seed derives from the first id);
+        its ``max_tokens`` is the step limit, clipped to what ``max_solution_tokens`` leaves."""
+        config = self.config
+        max_tokens = config.max_step_tokens
+        if config.max_solution_tokens is not None:
+            max_tokens = min(max_tokens, config.max_solution_tokens - node.solution_tokens)
+        if max_tokens < 1:
+            raise RebaseError(
+                f"node {node.id} has used its max_solution_tokens={config.max_solution_tokens} "
+                "and cannot be expanded"
+            )
+        return StepRequest(
+            problem=self.problem,
+            steps=node.steps,
+            n=len(ids),
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_tokens=max_tokens,
+            stop=config.step_delimiters,
+            seed=None if config.seed is None else (config.seed * 7919 + ids[0]) % _SEED_MODULUS,
+        )
 
     async def _score(self, nodes: list[Node]) -> None:
         solutions = tuple(node.steps for node in nodes)
@@ -208,13 +222,36 @@ class TreeExpander:
             node.reward = read_reward(node.step_scores, self.config.reward)
 
     def _classify(self, node: Node) -> None:
-        """Finished when the step states an answer or the model ended its output."""
-        answer = self.extract_answer(node.step)
+        """Finished when the step ends the solution: a final answer (see
+        :func:`~rebase_agent.answers.final_answer`), the end of the model's output, or an empty
+        step (a model that writes a delimiter and nothing else would repeat it to
+        ``max_depth``). Unfinished when the path has used ``max_solution_tokens`` otherwise."""
+        if self.extract_answer is extract_answer:
+            answer = final_answer(node.step, self.config.step_delimiters)
+        else:  # a task's own extractor says what an answer is
+            answer = self.extract_answer(node.step)
         if answer is None and node.finish_reason == "eos":
             answer = self.extract_answer("".join(node.steps))
-        if answer is not None or node.finish_reason == "eos":
+        empty = not _strip_delimiters(node.step, self.config.step_delimiters).strip()
+        if answer is not None or node.finish_reason == "eos" or empty:
             node.answer = answer
             node.status = "finished"
+        elif (
+            self.config.max_solution_tokens is not None
+            and node.solution_tokens >= self.config.max_solution_tokens
+        ):
+            node.status = "unfinished"
+
+
+def _strip_delimiters(step: str, delimiters: Sequence[str]) -> str:
+    """``step`` without the delimiters that end it."""
+    changed = True
+    while changed:
+        changed = False
+        for delimiter in delimiters:
+            if step.endswith(delimiter):
+                step, changed = step[: -len(delimiter)], True
+    return step
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -17,8 +17,9 @@ __all__ = ("Node", "NodeRecord", "NodeStatus", "SearchTree")
 
 NodeStatus = Literal["open", "expanded", "pruned", "finished", "unfinished", "failed"]
 """``open``: waiting for the next allocation; ``expanded``: got children; ``pruned``: got width 0;
-``finished``: its step ended the solution (an answer, or the end of output); ``unfinished``: still
-open when the search stopped (depth cap, budget spent, time out); ``failed``: its expansion's
+``finished``: its step ended the solution (a final answer, the end of output, or an empty step);
+``unfinished``: still open when the search stopped (depth cap, budget spent, time out), or its
+path reached ``max_solution_tokens`` without a final answer; ``failed``: its expansion's
 request finally failed (see ``error``), or it was sampled but could not be scored."""
 
 
@@ -33,6 +34,8 @@ class Node:
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    solution_tokens: int = 0
+    """Generated tokens on the path to this node, its own step included."""
     step_scores: list[float] = field(default_factory=list)
     """The scorer's scores for every step on the path to this node, as returned when scored."""
     reward: float = 0.0

@@ -177,3 +177,76 @@ async def test_a_failed_expansion_is_skipped_and_the_search_goes_on() -> None:
     assert result.usage.failed_expansions >= 1
     assert any(n.status == "failed" and n.step.startswith("x0") for n in result.nodes)
     assert result.answer == "5"
+
+
+def seeded_steps(delays: dict[int | None, float]) -> FunctionProvider:
+    """Steps drawn from the request's seed; each request sleeps ``delays[seed]`` (or a hash of
+    it), so two runs can answer the same requests in different orders."""
+    import anyio
+
+    async def steps(request: StepRequest) -> list[str]:
+        await anyio.sleep(delays.get(request.seed, 0.0))
+        out = []
+        for i in range(request.n):
+            value = ((request.seed or 0) * 31 + i) % 97
+            if request.depth >= 2 and value % 3 == 0:
+                out.append(f"The answer is {value % 5}.")
+            else:
+                out.append(f"step {value}\n\n")
+        return out
+
+    return FunctionProvider(steps)
+
+
+class ReorderingDelays(dict[int | None, float]):
+    """A delay for every seed, from a hash that ``flip`` turns around."""
+
+    def __init__(self, flip: bool) -> None:
+        super().__init__()
+        self.flip = flip
+
+    def get(self, key: int | None, default: float = 0.0) -> float:  # type: ignore[override]
+        rank = ((key or 0) * 2654435761) % 7
+        return 0.001 * (6 - rank if self.flip else rank)
+
+
+async def test_seeded_mcts_does_not_depend_on_the_order_responses_arrive_in() -> None:
+    config = RebaseConfig(budget=12, mcts_batch_size=4, max_depth=5, seed=5)
+
+    async def run(flip: bool) -> list[tuple[int, int | None, str, bool]]:
+        result = await solve(
+            "p",
+            provider=seeded_steps(ReorderingDelays(flip)),
+            scorer=ScriptedScorer(),
+            config=config,
+            strategy="mcts",
+        )
+        return [(n.id, n.parent, n.step, n.rollout) for n in result.nodes]
+
+    first, second = await run(False), await run(True)
+    assert any(rollout for *_, rollout in first), "the batch rolled out concurrently"
+    assert first == second
+
+
+async def test_a_rollouts_value_is_backed_up_into_the_child_it_started_from() -> None:
+    def steps(request: StepRequest) -> list[str]:
+        if request.depth == 0:
+            return ["low\n\n", "best\n\n", "mid\n\n", "bad\n\n"]
+        if request.depth < 3:
+            return ["rolling\n\n"]
+        return ["The answer is 1."]
+
+    scorer = ScriptedScorer(
+        rules={"low": 0.2, "best": 0.6, "mid": 0.4, "bad": 0.1, "roll": 0.5, "answer": 1.0}
+    )
+    config = RebaseConfig(budget=1, mcts_expansions=1, mcts_batch_size=1)
+    result = await solve(
+        "p", provider=FunctionProvider(steps), scorer=scorer, config=config, strategy="mcts"
+    )
+    by_step = {n.step: n for n in result.nodes if not n.rollout}
+    start = by_step["best\n\n"]
+    # Its own PRM value (0.6), then the rollout's final reward (1.0).
+    assert start.visits == 2 and start.value == pytest.approx((0.6 + 1.0) / 2)
+    assert result.nodes[0].visits == 1 and result.nodes[0].value == pytest.approx(1.0)
+    assert by_step["low\n\n"].visits == 1 and by_step["low\n\n"].value == pytest.approx(0.2)
+    assert [n.step for n in result.nodes if n.rollout][-1] == "The answer is 1."

@@ -154,7 +154,7 @@ async def test_answers_in_the_problem_do_not_finish_a_step() -> None:
     assert all(n.status != "finished" for n in result.nodes if n.depth == 1)
 
 
-async def test_custom_answer_extractor() -> None:
+async def test_a_custom_answer_extractor_decides_the_answers_that_vote() -> None:
     provider = FunctionProvider(
         lambda r: ["ANSWER: paris" if i else "ANSWER: Paris" for i in range(r.n)]
     )
@@ -367,6 +367,8 @@ async def test_many_problems_share_the_concurrency_limits() -> None:
         ({"rounding": "round"}, "rounding"),
         ({"step_delimiters": []}, "step_delimiters"),
         ({"truncation_ratio": 1.5}, "truncation_ratio"),
+        ({"max_solution_tokens": 0}, "max_solution_tokens"),
+        ({"max_solution_tokens": "lots"}, "max_solution_tokens"),
         ({"budgett": 3}, "budgett"),
     ],
 )
@@ -438,7 +440,7 @@ async def test_with_config_shares_limits_and_validates() -> None:
         dvts.with_config(RebaseConfig(budget=6))
 
 
-async def test_a_failed_expansion_is_dropped_and_its_budget_given_back() -> None:
+async def test_a_failed_sampling_path_ends_and_no_other_path_gets_its_sample() -> None:
     def steps(request: StepRequest) -> list[str]:
         if request.depth == 0:
             return [f"start {i}\n\n" for i in range(request.n)]
@@ -448,21 +450,55 @@ async def test_a_failed_expansion_is_dropped_and_its_budget_given_back() -> None
             return ["go on\n\n"] * request.n
         return ["The answer is 7."] * request.n
 
-    config = RebaseConfig(budget=4)
+    provider = FunctionProvider(steps)
     result = await solve(
         "p",
-        provider=FunctionProvider(steps),
+        provider=provider,
         scorer=ScriptedScorer(),
-        config=config,
+        config=RebaseConfig(budget=4),
         strategy="sampling",
     )
     failed = [n for n in result.nodes if n.status == "failed"]
     assert [n.step for n in failed] == ["start 0\n\n"]
     assert failed[0].error == "ProviderError: replica 2 is down"
     assert result.usage.failed_expansions == 1 and result.usage.depths[1].failed == 1
-    # The failed node's sample went back to the pool: the other three paths share all 4.
-    assert result.usage.depths[2].budget == 4 and len(result.candidates) == 4
+    # Every path after the root is one request of n=1: the three survivors stay independent
+    # samples, and the failed path's sample is reported lost, not given to a survivor.
+    assert [r.n for r in provider.requests] == [4] + [1] * (4 + 3)
+    assert all(n.width <= 1 for n in result.nodes if n.depth >= 1)
+    assert result.usage.depths[2].budget == 3 and len(result.candidates) == 3
     assert result.answer == "7" and result.unfinished == 0
+
+
+async def test_tokens_of_an_expansion_that_then_fails_stay_in_the_usage() -> None:
+    def steps(request: StepRequest) -> list[StepCompletion]:
+        if request.depth == 0:
+            texts = [f"start {i}\n\n" for i in range(request.n)]
+        elif request.steps[0] == "start 0\n\n":
+            texts = ["one\n\n", "too many\n\n"]  # two completions for n=1: an error
+        else:
+            texts = ["The answer is 7."] * request.n
+        return [
+            StepCompletion(
+                text=t,
+                finish_reason="step" if t.endswith("\n\n") else "eos",
+                prompt_tokens=3,
+                completion_tokens=5,
+            )
+            for t in texts
+        ]
+
+    result = await solve(
+        "p",
+        provider=FunctionProvider(steps),
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=3),
+        strategy="sampling",
+    )
+    assert result.usage.failed_expansions == 1
+    in_tree = sum(n.completion_tokens for n in result.nodes)
+    assert result.usage.completion_tokens == in_tree + 2 * 5  # the bad response was paid for
+    assert result.usage.prompt_tokens == sum(n.prompt_tokens for n in result.nodes) + 2 * 3
 
 
 async def test_a_failed_scoring_drops_that_requests_children() -> None:
@@ -484,3 +520,163 @@ async def test_a_failed_scoring_drops_that_requests_children() -> None:
     assert by_step["a\n\n"].status == "failed" and by_step["bad step\n\n"].status == "failed"
     assert result.usage.failed_expansions == 1 and result.answer == "2"
     assert result.usage.completion_tokens == sum(n.completion_tokens for n in result.nodes)
+
+
+ALL_STRATEGIES = ["rebase", "sampling", "beam", "mcts", "dvts"]
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+async def test_an_answer_phrase_inside_reasoning_does_not_finish_a_path(strategy: str) -> None:
+    def steps(request: StepRequest) -> list[str]:
+        if request.depth == 0:
+            return ["Step 1: First we check whether the answer is positive.\n\n"] * request.n
+        return ["Step 2: It is, so the answer is 5."] * request.n
+
+    result = await solve(
+        "p",
+        provider=FunctionProvider(steps),
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=4, seed=0),
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    assert all(n.status != "finished" for n in result.nodes if n.depth == 1)
+    assert result.candidates and all(len(c.steps) == 2 for c in result.candidates)
+    assert {c.answer for c in result.candidates} == {"5"} and result.answer == "5"
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+async def test_an_empty_step_ends_its_path_instead_of_looping_to_max_depth(strategy: str) -> None:
+    provider = FunctionProvider(lambda r: [" \n\n"] * r.n)  # the delimiter, and nothing else
+    result = await solve(
+        "p",
+        provider=provider,
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=4, max_depth=10),
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    assert max(n.depth for n in result.nodes) == 1
+    assert all(n.status == "finished" and n.answer is None for n in result.nodes if n.depth == 1)
+    assert result.answer is None and result.unfinished == 0
+
+
+def capped_provider(step_tokens: int, answer_at: int | None = None) -> FunctionProvider:
+    """Writes steps of ``step_tokens`` tokens (fewer when ``max_tokens`` says so, then cut at
+    the limit); the step at depth ``answer_at`` states an answer."""
+
+    def steps(request: StepRequest) -> list[StepCompletion]:
+        tokens = min(step_tokens, request.max_tokens)
+        if answer_at is not None and request.depth + 1 == answer_at:
+            text, reason = "The answer is 3.\n\n", "step"
+        else:
+            text, reason = f"thinking {request.depth}\n\n", "step"
+        if tokens < step_tokens:
+            reason = "length"
+        return [
+            StepCompletion(text=text, finish_reason=reason, completion_tokens=tokens)  # type: ignore[arg-type]
+            for _ in range(request.n)
+        ]
+
+    return FunctionProvider(steps)
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+async def test_max_solution_tokens_clips_each_step_and_ends_the_path(strategy: str) -> None:
+    provider = capped_provider(step_tokens=10)
+    config = RebaseConfig(budget=4, max_step_tokens=10, max_solution_tokens=25, max_depth=20)
+    result = await solve(
+        "p",
+        provider=provider,
+        scorer=ScriptedScorer(),
+        config=config,
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    # Paths hold 10 + 10 + 5 tokens: the third request asks for only the 5 left.
+    assert sorted({r.max_tokens for r in provider.requests}) == [5, 10]
+    for request in provider.requests:
+        assert request.max_tokens == min(10, 25 - 10 * request.depth)
+    nodes = {n.id: n for n in result.nodes}
+    for node in result.nodes:
+        path, walk = 0, node
+        while walk.parent is not None:
+            path += walk.completion_tokens
+            walk = nodes[walk.parent]
+        assert path <= 25
+    capped = [n for n in result.nodes if n.depth == 3]
+    assert capped and all(n.status == "unfinished" for n in capped)
+    assert max(n.depth for n in result.nodes) == 3
+    assert result.candidates == [] and result.answer is None
+
+
+async def test_a_path_that_reaches_max_solution_tokens_with_an_answer_is_finished() -> None:
+    config = RebaseConfig(budget=4, max_step_tokens=10, max_solution_tokens=25)
+    result = await solve(
+        "p",
+        provider=capped_provider(step_tokens=10, answer_at=3),
+        scorer=ScriptedScorer(),
+        config=config,
+    )
+    assert len(result.candidates) == 4 and result.answer == "3"
+    # The capped paths spent their samples: REBASE's budget at each depth never grew.
+    assert [d.budget for d in result.usage.depths] == [4, 4, 4]
+
+
+async def test_without_max_solution_tokens_only_the_step_limit_applies() -> None:
+    provider = capped_provider(step_tokens=10)
+    config = RebaseConfig(budget=2, max_step_tokens=10, max_solution_tokens=None, max_depth=6)
+    result = await solve("p", provider=provider, scorer=ScriptedScorer(), config=config)
+    assert {r.max_tokens for r in provider.requests} == {10}
+    assert result.stopped == "max_depth" and max(n.depth for n in result.nodes) == 6
+
+
+def four_first_steps(request: StepRequest) -> list[str]:
+    if request.depth == 0:
+        return ["a\n\n", "b\n\n", "c\n\n", "d\n\n"][: request.n]
+    return ["The answer is 1."] * request.n
+
+
+FIRST_STEP_SCORES = {"a": 0.9, "b": 0.8, "c": 0.6, "d": 0.3}
+
+
+async def depth1_widths(strategy: str, **config: Any) -> dict[str, int]:
+    result = await solve(
+        "p",
+        provider=FunctionProvider(four_first_steps),
+        scorer=ScriptedScorer(rules=FIRST_STEP_SCORES),
+        config=RebaseConfig(budget=4, **config),
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    return {n.step.strip(): n.width for n in result.nodes if n.depth == 1}
+
+
+@pytest.mark.parametrize(
+    ("config", "widths"),
+    [
+        # exp((R - 0.9) / 0.2) = 1, 0.607, 0.223, 0.050 (sum 1.879): ceil(4 × 1/1.879) = 3, then
+        # ceil(1 × 0.607/0.879) = 1, and nothing is left.
+        ({}, {"a": 3, "b": 1, "c": 0, "d": 0}),
+        # 4 × softmax = 2.13, 1.29, 0.47, 0.11: floors 2, 1, 0, 0; the unit left goes to .47.
+        ({"rounding": "largest_remainder"}, {"a": 2, "b": 1, "c": 1, "d": 0}),
+        # Only the best ceil(0.5 × 4) = 2 take part: 4 × (0.622, 0.378) = 2.49, 1.51 -> 2, 2.
+        (
+            {"rounding": "largest_remainder", "truncation_ratio": 0.5},
+            {"a": 2, "b": 2, "c": 0, "d": 0},
+        ),
+        # T_b = 0.1 puts more on the best: 4 × softmax = 2.82, 1.04, 0.14, 0.01 -> 3, 1, 0, 0.
+        (
+            {"balance_temperature": 0.1, "rounding": "largest_remainder"},
+            {"a": 3, "b": 1, "c": 0, "d": 0},
+        ),
+    ],
+)
+async def test_rebase_splits_a_real_depth_by_softmax_of_its_rewards(
+    config: dict[str, Any], widths: dict[str, int]
+) -> None:
+    assert await depth1_widths("rebase", **config) == widths
+
+
+async def test_beam_search_would_split_the_same_depth_differently() -> None:
+    # The REBASE test above tells the two apart: beam keeps the best ceil(4/2) = 2 evenly.
+    assert await depth1_widths("beam", beam_width=2) == {"a": 2, "b": 2, "c": 0, "d": 0}
+    assert await depth1_widths("beam", beam_width=4) == {"a": 4, "b": 0, "c": 0, "d": 0}
+    beams = [await depth1_widths("beam", beam_width=w) for w in (1, 2, 3, 4)]
+    assert await depth1_widths("rebase") not in beams

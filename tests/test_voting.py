@@ -22,7 +22,7 @@ async def test_numbers_group_by_value_without_math_verify() -> None:
     assert await group_answers(["18", "18.0", "1,8", "$18$", "19"]) == [0, 0, 1, 0, 2]
 
 
-async def test_latex_forms_group_with_math_verify() -> None:
+async def test_latex_forms_of_one_value_are_one_class() -> None:
     labels = await group_answers([r"\frac{1}{2}", "0.5", "1/2", r"\dfrac12", "2", r"\sqrt{4}"])
     assert labels == [0, 0, 0, 0, 1, 1]
 
@@ -32,7 +32,7 @@ async def test_normalized_method_never_parses_math() -> None:
     assert labels == [0, 1, 2, 2]
 
 
-async def test_math_verify_time_limit_falls_back_to_strings(
+async def test_comparisons_past_the_time_limit_fall_back_to_strings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
@@ -84,6 +84,27 @@ async def test_ties_go_to_the_class_seen_first() -> None:
 @pytest.mark.parametrize(
     ("how", "expected"), [("last", 0.5), ("min", 0.2), ("prod", 0.08), ("mean", 0.5)]
 )
-def test_read_reward(how: str, expected: float) -> None:
+def test_read_reward_takes_last_min_prod_or_mean_of_step_scores(how: str, expected: float) -> None:
     assert read_reward([0.8, 0.2, 0.5], how) == pytest.approx(expected)  # type: ignore[arg-type]
     assert read_reward([], how) == 0.0  # type: ignore[arg-type]
+
+
+LOAD_ANSWERS = ["1/2", "0.5", r"\frac{1}{2}", r"\dfrac12", "2/4", "3", r"\sqrt{9}", "x", "0.50"]
+LOAD_LABELS = [0, 0, 0, 0, 0, 1, 1, 2, 0]
+
+
+async def test_equivalent_answers_still_merge_with_many_groups_at_once() -> None:
+    # Many searches vote at once, more than there are cores: waiting for a worker and starting
+    # it must not eat the comparisons' time limit.
+    import anyio
+
+    groups = 32
+    labels: list[list[int]] = [[] for _ in range(groups)]
+
+    async def one(i: int) -> None:
+        labels[i] = await group_answers(LOAD_ANSWERS, timeout_s=2.0)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(groups):
+            tg.start_soon(one, i)
+    assert labels == [LOAD_LABELS] * groups

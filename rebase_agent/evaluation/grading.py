@@ -6,10 +6,11 @@ right without parsing; two plain numbers that differ are wrong without parsing. 
 
 math-verify bounds its own work with ``signal.alarm``, which only works in a main thread, so as
 in :mod:`rebase_agent.equivalence` the comparisons run in a worker process
-(``anyio.to_process``, ``cancellable=True``), each under math-verify's own per-comparison
-timeout, and the whole batch under ``anyio.fail_after``. Past the limit the worker is killed and
-the answers not yet decided are graded wrong with method ``"timeout"``, so a grade is always an
-auditable record: the extracted answer, the gold, the verdict and how it was reached.
+(:func:`~rebase_agent.equivalence.run_in_worker`). The time limit covers the comparisons
+themselves, never the wait for a worker or its start: each answer gets ``timeout_s`` of
+math-verify's time; answers not decided within it (or the batch's total) are graded wrong with
+method ``"timeout"``, so a grade is always an auditable record: the extracted answer, the gold,
+the verdict and how it was reached.
 
 Example::
 
@@ -25,11 +26,10 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-import anyio
-import anyio.to_process
 from pydantic import BaseModel
 
 from rebase_agent.answers import normalize_answer
+from rebase_agent.equivalence import _Clock, run_in_worker
 
 __all__ = ("Grade", "GradeMethod", "grade_answer", "grade_answers")
 
@@ -59,8 +59,9 @@ async def grade_answers(
     Args:
         answers: Extracted answers; ``None`` is always wrong.
         gold: The gold answer (a number or LaTeX, without ``$``).
-        timeout_s: Time limit of one math-verify comparison; the batch gets
-            ``timeout_s`` times the number of comparisons.
+        timeout_s: Time limit of one math-verify comparison (its parse and verify); the
+            batch gets ``timeout_s`` times the number of comparisons plus one (the gold's
+            parse). Waiting for and starting a worker are not counted.
     """
     grades: list[Grade | None] = [None] * len(answers)
     gold_norm = normalize_answer(gold)
@@ -81,7 +82,12 @@ async def grade_answers(
         verdicts, method = await _verify(distinct, gold, timeout_s)
         for answer, verdict in zip(distinct, verdicts, strict=True):
             for i in pending[answer]:
-                grades[i] = Grade(answer=answer, gold=gold, correct=verdict, method=method)
+                grades[i] = Grade(
+                    answer=answer,
+                    gold=gold,
+                    correct=bool(verdict),
+                    method="timeout" if verdict is None else method,
+                )
     return [g for g in grades if g is not None]
 
 
@@ -92,19 +98,19 @@ async def grade_answer(answer: str | None, gold: str, *, timeout_s: float = 5.0)
 
 async def _verify(
     answers: list[str], gold: str, timeout_s: float
-) -> tuple[list[bool], GradeMethod]:
-    per_comparison = max(1, math.ceil(timeout_s))
+) -> tuple[list[bool | None], GradeMethod]:
     try:
-        with anyio.fail_after(timeout_s * (len(answers) + 1)):
-            verdicts = await anyio.to_process.run_sync(
-                _verify_in_worker, gold, answers, per_comparison, cancellable=True
-            )
+        verdicts = await run_in_worker(
+            _verify_in_worker, gold, answers, limit_s=timeout_s * (len(answers) + 1)
+        )
     except TimeoutError:
-        logger.warning("math-verify ran past %.1f s grading %d answers", timeout_s, len(answers))
-        return [False] * len(answers), "timeout"
+        logger.warning("the math-verify worker never answered grading %d answers", len(answers))
+        return [None] * len(answers), "timeout"
     except Exception as exc:  # a crash in the parser must not stop an evaluation
         logger.warning("math-verify failed (%r); graded wrong", exc)
         return [False] * len(answers), "error"
+    if any(v is None for v in verdicts):
+        logger.warning("math-verify ran past %.1f s a comparison grading some answers", timeout_s)
     return verdicts, "math_verify"
 
 
@@ -112,22 +118,30 @@ def _as_latex(text: str) -> str:
     return text if "$" in text or "\\boxed" in text else f"${text}$"
 
 
-def _verify_in_worker(gold: str, answers: list[str], timeout: int) -> list[bool]:
-    """Runs in a worker process's main thread: is each answer equivalent to ``gold``?"""
+def _verify_in_worker(gold: str, answers: list[str], limit_s: float) -> list[bool | None]:
+    """Runs in a worker process's main thread: is each answer equivalent to ``gold``?
+    ``None`` where the batch's time (``limit_s``, counted from here) ran out first."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+    clock = _Clock(limit_s)
+    per_answer = max(1, math.ceil(limit_s / (len(answers) + 1)))
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
 
-    def parsed(text: str) -> list[object]:
+    def parsed(text: str, timeout: int) -> list[object]:
         try:
             return list(parse(_as_latex(text), extraction_config=configs, parsing_timeout=timeout))
         except Exception:
             return []
 
-    gold_parsed = parsed(gold)
-    out: list[bool] = []
+    gold_parsed = parsed(gold, min(per_answer, clock.left() or 1))
+    out: list[bool | None] = []
     for answer in answers:
-        target = parsed(answer)
+        left = clock.left()
+        if not left:
+            out.append(None)
+            continue
+        timeout = min(per_answer, left)
+        target = parsed(answer, timeout)
         try:
             ok = bool(
                 gold_parsed and target and verify(gold_parsed, target, timeout_seconds=timeout)

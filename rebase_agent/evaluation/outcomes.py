@@ -9,20 +9,28 @@ sampling run at k. Their policy tokens are summed node by node, except the probl
 run at any k reads it once, so the whole prompt cost of the first request (however the provider
 shared it out over its N completions) is counted in full. Scorer tokens, which the result keeps
 only in total, are shared out in proportion to the nodes kept.
+
+Besides the tokens the provider reported (whose prompt part depends on its cache, and so on
+what else ran beside the search), every outcome carries a cost read from the tree alone
+(:func:`request_costs`): the provider requests, and for each one the generated tokens of the
+partial solution it sent. A cache-less server evaluates, for each request, the problem's prompt
+plus those tokens; the report adds the problem's prompt length per request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from rebase_agent.config import Aggregation
 from rebase_agent.equivalence import group_answers
 from rebase_agent.evaluation.grading import Grade, grade_answers
 from rebase_agent.evaluation.results import AGGREGATIONS, BudgetOutcome, VoteOutcome
 from rebase_agent.result import Candidate, SearchResult
+from rebase_agent.tree import NodeRecord
 from rebase_agent.voting import vote
 
-__all__ = ("grade_result", "subsample_nodes")
+__all__ = ("RequestCosts", "grade_result", "request_costs", "subsample_nodes")
 
 
 def subsample_nodes(result: SearchResult, k: int) -> set[int]:
@@ -38,6 +46,43 @@ def subsample_nodes(result: SearchResult, k: int) -> set[int]:
         keep.add(node_id)
         stack.extend(children.get(node_id, []))
     return keep
+
+
+class RequestCosts(NamedTuple):
+    """What a search's requests cost, read from its tree."""
+
+    requests: int
+    """Provider requests that returned steps (each ``n > 1`` request once)."""
+    context_tokens: int
+    """Over those requests, the generated tokens of the partial solution each one sent (the
+    steps before the new one): its prompt beyond the problem's."""
+    root_prompt_tokens: int
+    """Prompt tokens the provider reported for the first request (the problem alone)."""
+
+
+def request_costs(nodes: Sequence[NodeRecord], keep: set[int] | None = None) -> RequestCosts:
+    """Requests and their cache-less context among ``nodes`` (or the ids in ``keep``).
+
+    The children of one request share a parent and are all rollout steps or none (MCTS may
+    roll out from a node and later expand it: two requests), so a request is a
+    ``(parent, rollout)`` group. Its context is the generated tokens on the path to the parent.
+    """
+    by_id = {node.id: node for node in nodes}
+    path_tokens: dict[int, int] = {}
+    for node in sorted(nodes, key=lambda n: n.id):  # a parent's id is below its children's
+        above = 0 if node.parent is None else path_tokens.get(node.parent, 0)
+        path_tokens[node.id] = above + (0 if node.parent is None else node.completion_tokens)
+    groups: set[tuple[int, bool]] = set()
+    root_prompt = 0
+    for node in nodes:
+        if node.parent is None:
+            continue
+        if node.parent == 0 and not node.rollout:
+            root_prompt += node.prompt_tokens
+        if keep is None or node.id in keep:
+            groups.add((node.parent, node.rollout))
+    context = sum(path_tokens.get(parent, 0) for parent, _ in groups if parent in by_id)
+    return RequestCosts(len(groups), context, root_prompt)
 
 
 async def _pick(
@@ -107,9 +152,11 @@ async def grade_result(
             prompt += sum(n.prompt_tokens for n in kept if n.parent != 0)
             completion = sum(n.completion_tokens for n in kept)
             scorer = round(scorer_total * share)
+            costs = request_costs(result.nodes, keep)
         else:
             candidates = list(result.candidates)
             prompt, completion, scorer = usage.prompt_tokens, usage.completion_tokens, scorer_total
+            costs = request_costs(result.nodes)
         votes: dict[Aggregation, VoteOutcome] = {}
         for aggregation in AGGREGATIONS:
             answer = await _pick(candidates, classes, aggregation)
@@ -123,6 +170,9 @@ async def grade_result(
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 scorer_tokens=scorer,
+                requests=costs.requests,
+                context_tokens=costs.context_tokens,
+                root_prompt_tokens=costs.root_prompt_tokens,
                 votes=votes,
             )
         )

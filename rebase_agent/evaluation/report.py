@@ -1,8 +1,18 @@
 """Accuracy against compute: per strategy and budget, for each way of voting, with 95% Wilson
 intervals; a printed table, a PNG scaling curve and a JSON summary.
 
-Compute follows the paper: FLOPs ≈ 2 × parameters × tokens, for the policy (and the scorer,
-when its parameter count is given; otherwise its tokens are shown but not counted as FLOPs).
+Compute is shown on two bases that do not depend on what else ran in the same evaluation:
+
+* generated tokens, the paper's basis (FLOPs ≈ 2 × parameters × generated tokens);
+* generated tokens plus the prompt tokens a server without a prompt cache would evaluate: for
+  every request, the problem's prompt and the steps it sent (from the search tree; see
+  :func:`~rebase_agent.evaluation.outcomes.request_costs`). The problem's prompt length is the
+  largest first-request prompt any search of that problem reported, so it is the same for every
+  strategy and budget of that problem.
+
+The prompt tokens the provider reported are kept in the JSON (``reported_prompt_tokens``) but
+never compared: with a prompt cache shared by every search of a run, one search's count depends
+on what ran beside it. The scorer's tokens count as FLOPs when its parameter count is given.
 The parameter count is given, or read from a GGUF file's tensors with the ``gguf`` package.
 
 Example::
@@ -72,17 +82,27 @@ class Cell(BaseModel):
     accuracy: float
     ci_low: float
     ci_high: float
-    policy_tokens: float
-    """Mean policy tokens (prompt and completion) per problem."""
+    generated_tokens: float
+    """Mean generated (completion) tokens of the policy per problem: the paper's basis."""
+    uncached_prompt_tokens: float | None
+    """Mean prompt tokens per problem a cache-less server would evaluate; ``None`` where rows
+    predate request counting."""
+    reported_prompt_tokens: float
+    """Mean prompt tokens per problem as the provider reported them (cache-dependent)."""
     scorer_tokens: float
     """Mean scorer tokens per problem (0 where the scorer reports none)."""
     flops: float | None
-    """Mean estimated FLOPs per problem; ``None`` without a parameter count."""
+    """Mean FLOPs per problem on the paper's basis, 2 × params × generated tokens (plus the
+    scorer's, with its parameter count); ``None`` without a parameter count."""
+    flops_with_prompt: float | None
+    """The same with the cache-less prompt tokens added."""
 
     @property
-    def tokens(self) -> float:
-        """Mean tokens per problem, policy and scorer."""
-        return self.policy_tokens + self.scorer_tokens
+    def policy_tokens(self) -> float | None:
+        """Mean policy tokens per problem, generated and cache-less prompt."""
+        if self.uncached_prompt_tokens is None:
+            return None
+        return self.generated_tokens + self.uncached_prompt_tokens
 
 
 class ReportSummary(BaseModel):
@@ -104,31 +124,48 @@ def summarize(
     run extended to a larger budget), a search at exactly that budget wins, else the largest.
     """
     chosen: dict[tuple[str, str, str, int, str], tuple[tuple[bool, int], BudgetOutcome]] = {}
+    problem_prompt: dict[tuple[str, str], int] = {}
     for row in rows:
         for outcome in row.outcomes:
             key = (row.dataset, row.label, row.strategy, outcome.budget, row.problem_id)
             rank = (not outcome.subsampled, row.budget)
             if key not in chosen or rank > chosen[key][0]:
                 chosen[key] = (rank, outcome)
-    groups: dict[tuple[str, str, str, int], list[BudgetOutcome]] = {}
-    for (dataset, label, strategy, budget, _), (_, outcome) in chosen.items():
-        groups.setdefault((dataset, label, strategy, budget), []).append(outcome)
+            if outcome.root_prompt_tokens is not None:
+                pkey = (row.dataset, row.problem_id)
+                problem_prompt[pkey] = max(problem_prompt.get(pkey, 0), outcome.root_prompt_tokens)
+    groups: dict[tuple[str, str, str, int], list[tuple[str, BudgetOutcome]]] = {}
+    for (dataset, label, strategy, budget, pid), (_, outcome) in chosen.items():
+        groups.setdefault((dataset, label, strategy, budget), []).append((pid, outcome))
     datasets = sorted({dataset for dataset, _, _, _ in groups})
     labels = {label for _, label, _, _ in groups}
     doubles = {(row.dataset, row.label) for row in rows if row.double}
     summary = ReportSummary(datasets=datasets, params=params, scorer_params=scorer_params)
-    for (dataset, label, strategy, budget), outcomes in sorted(groups.items()):
+    for (dataset, label, strategy, budget), members in sorted(groups.items()):
         series = f"{label}: {strategy}" if len(labels) > 1 else strategy
         series = f"{dataset}: {series}" if len(datasets) > 1 else series
         double = (dataset, label) in doubles
         if double:
             series += _DOUBLE_MARK
+        outcomes = [o for _, o in members]
         n = len(outcomes)
-        policy = sum(o.policy_tokens for o in outcomes) / n
+        generated = sum(o.completion_tokens for o in outcomes) / n
+        uncached_each = [
+            o.uncached_prompt_tokens(problem_prompt.get((dataset, pid), 0)) for pid, o in members
+        ]
+        uncached = (
+            None
+            if any(u is None for u in uncached_each)
+            else sum(u or 0 for u in uncached_each) / n
+        )
+        reported = sum(o.prompt_tokens for o in outcomes) / n
         scorer = sum(o.scorer_tokens for o in outcomes) / n
-        flops = None
+        flops = flops_with_prompt = None
         if params is not None:
-            flops = 2 * params * policy + (2 * scorer_params * scorer if scorer_params else 0.0)
+            scorer_flops = 2 * scorer_params * scorer if scorer_params else 0.0
+            flops = 2 * params * generated + scorer_flops
+            if uncached is not None:
+                flops_with_prompt = 2 * params * (generated + uncached) + scorer_flops
         for aggregation in AGGREGATIONS:
             correct = sum(o.votes[aggregation].correct for o in outcomes)
             low, high = wilson_interval(correct, n)
@@ -146,9 +183,12 @@ def summarize(
                     accuracy=correct / n,
                     ci_low=low,
                     ci_high=high,
-                    policy_tokens=policy,
+                    generated_tokens=generated,
+                    uncached_prompt_tokens=uncached,
+                    reported_prompt_tokens=reported,
                     scorer_tokens=scorer,
                     flops=flops,
+                    flops_with_prompt=flops_with_prompt,
                 )
             )
     if doubles:
@@ -158,16 +198,28 @@ def summarize(
         )
     if any(c.scorer_tokens for c in summary.cells) and params is not None and not scorer_params:
         summary.notes.append("scorer tokens are not counted in FLOPs (no scorer parameter count)")
+    if any(c.uncached_prompt_tokens is None for c in summary.cells):
+        summary.notes.append(
+            "rows written before requests were counted have no cache-less prompt cost"
+        )
     if len({c.n for c in summary.cells}) > 1:
         summary.notes.append("cells have different numbers of problems (an unfinished run?)")
     return summary
 
 
+def _count(value: float | None, width: int, spec: str) -> str:
+    return f"{'-' if value is None else format(value, spec):>{width}}"
+
+
 def format_table(summary: ReportSummary) -> str:
-    """A plain-text table: one block per aggregation, one line per series and budget."""
+    """A plain-text table: one block per aggregation, one line per series and budget.
+
+    ``generated``: generated tokens per problem (the paper's basis); ``prompt``: the prompt
+    tokens a cache-less server would evaluate; FLOPs on the first basis and on both together.
+    """
     width = max([24, *(len(c.series) for c in summary.cells if c.double)])
-    head = f"{'series':<{width}} {'N':>5} {'n':>5} {'acc %':>6} {'95% CI':>13} {'tokens':>10}"
-    head += f" {'FLOPs':>9}"
+    head = f"{'series':<{width}} {'N':>5} {'n':>5} {'acc %':>6} {'95% CI':>13}"
+    head += f" {'generated':>10} {'prompt':>10} {'FLOPs gen':>9} {'FLOPs all':>9}"
     lines: list[str] = []
     for aggregation in AGGREGATIONS:
         cells = [c for c in summary.cells if c.aggregation == aggregation]
@@ -176,19 +228,35 @@ def format_table(summary: ReportSummary) -> str:
         lines += [f"== {_LABELS[aggregation]} ==", head]
         for c in cells:
             ci = f"[{100 * c.ci_low:.1f}, {100 * c.ci_high:.1f}]"
-            flops = "-" if c.flops is None else f"{c.flops:.2e}"
+            prompt = _count(c.uncached_prompt_tokens, 10, ".0f")
             lines.append(
                 f"{c.series:<{width}.{width}} {c.budget:>5} {c.n:>5} {100 * c.accuracy:>6.1f} "
-                f"{ci:>13} {c.tokens:>10.0f} {flops:>9}"
+                f"{ci:>13} {c.generated_tokens:>10.0f} {prompt} "
+                f"{_count(c.flops, 9, '.2e')} {_count(c.flops_with_prompt, 9, '.2e')}"
             )
         lines.append("")
+    lines.append(
+        "generated: generated tokens per problem (the paper's basis); prompt: prompt tokens a "
+        "server without a prompt cache would evaluate (every request's full prompt)"
+    )
     lines += [f"note: {note}" for note in summary.notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _x(cell: Cell, basis: str, use_flops: bool) -> float | None:
+    if basis == "generated":
+        value = cell.flops if use_flops else cell.generated_tokens
+    else:
+        value = cell.flops_with_prompt if use_flops else cell.policy_tokens
+    return None if value is None else max(value, 1e-9)
+
+
 def plot_scaling(summary: ReportSummary, path: str | Path, *, title: str | None = None) -> None:
-    """Draw accuracy against compute (log scale; FLOPs, or tokens without a parameter count),
-    one panel per aggregation, one line per series with its 95% band, budgets marked.
+    """Draw accuracy against compute (log scale), one panel per aggregation and compute basis,
+    one line per series with its 95% band, budgets marked.
+
+    The top row's compute is generated tokens (the paper's basis), the bottom row's generated
+    plus cache-less prompt tokens; as FLOPs with a parameter count, as tokens without.
 
     Raises:
         RuntimeError: matplotlib is not installed.
@@ -200,34 +268,40 @@ def plot_scaling(summary: ReportSummary, path: str | Path, *, title: str | None 
             "drawing the curve needs matplotlib (pip install matplotlib, or the `eval` extra)"
         ) from None
     use_flops = summary.params is not None
-    fig = Figure(figsize=(5 * len(AGGREGATIONS), 4.2))
-    axes = fig.subplots(1, len(AGGREGATIONS), sharey=True, squeeze=False)
-    for ax, aggregation in zip(axes[0], AGGREGATIONS, strict=True):
-        cells = [c for c in summary.cells if c.aggregation == aggregation]
-        for series in dict.fromkeys(c.series for c in cells):
-            line = sorted((c for c in cells if c.series == series), key=lambda c: c.budget)
-            xs = [max(c.flops or 0.0, 1e-9) if use_flops else max(c.tokens, 1e-9) for c in line]
-            ys = [100 * c.accuracy for c in line]
-            (drawn,) = ax.plot(xs, ys, marker="o", label=series)
-            ax.fill_between(
-                xs,
-                [100 * c.ci_low for c in line],
-                [100 * c.ci_high for c in line],
-                color=drawn.get_color(),
-                alpha=0.15,
-                linewidth=0,
-            )
-            for x, y, c in zip(xs, ys, line, strict=True):
-                ax.annotate(
-                    str(c.budget), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7
+    bases = ("generated", "with_prompt")
+    fig = Figure(figsize=(5 * len(AGGREGATIONS), 4.2 * len(bases)))
+    axes = fig.subplots(len(bases), len(AGGREGATIONS), sharey=True, squeeze=False)
+    for row, basis in enumerate(bases):
+        for ax, aggregation in zip(axes[row], AGGREGATIONS, strict=True):
+            cells = [c for c in summary.cells if c.aggregation == aggregation]
+            for series in dict.fromkeys(c.series for c in cells):
+                line = sorted((c for c in cells if c.series == series), key=lambda c: c.budget)
+                points = [(x, c) for c in line if (x := _x(c, basis, use_flops)) is not None]
+                if not points:
+                    continue
+                xs = [x for x, _ in points]
+                ys = [100 * c.accuracy for _, c in points]
+                (drawn,) = ax.plot(xs, ys, marker="o", label=series)
+                ax.fill_between(
+                    xs,
+                    [100 * c.ci_low for _, c in points],
+                    [100 * c.ci_high for _, c in points],
+                    color=drawn.get_color(),
+                    alpha=0.15,
+                    linewidth=0,
                 )
-        ax.set_xscale("log")
-        ax.set_title(_LABELS[aggregation])
-        ax.set_xlabel(
-            "FLOPs per problem (2 × params × tokens)" if use_flops else "tokens per problem"
-        )
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (%)")
+                for x, y, (_, c) in zip(xs, ys, points, strict=True):
+                    ax.annotate(
+                        str(c.budget), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7
+                    )
+            ax.set_xscale("log")
+            ax.set_title(_LABELS[aggregation])
+            what = "generated tokens" if basis == "generated" else "generated + cache-less prompt"
+            ax.set_xlabel(
+                f"FLOPs per problem (2 × params × {what})" if use_flops else f"{what} per problem"
+            )
+            ax.grid(True, which="both", alpha=0.3)
+        axes[row][0].set_ylabel("accuracy (%)")
     axes[0][0].legend(loc="best", fontsize=8)
     fig.suptitle(title or ", ".join(summary.datasets))
     fig.tight_layout()

@@ -57,15 +57,31 @@ class BudgetOutcome(BaseModel):
     finished: int
     """Finished solutions that voted (with or without an answer)."""
     prompt_tokens: int
+    """Prompt tokens as the provider reported them (what its cache did not already hold)."""
     completion_tokens: int
+    """Generated tokens: the paper's compute basis."""
     scorer_tokens: int
     """Scorer prompt and completion tokens, where the scorer reports them."""
+    requests: int | None = None
+    """Provider requests that returned steps, read from the tree (``None`` in older rows)."""
+    context_tokens: int | None = None
+    """Over those requests, the generated tokens of the partial solution each one sent."""
+    root_prompt_tokens: int | None = None
+    """Prompt tokens the provider reported for the search's first request (the problem)."""
     votes: dict[Aggregation, VoteOutcome]
 
     @property
     def policy_tokens(self) -> int:
-        """Prompt and completion tokens of the policy."""
+        """Prompt (as reported) and completion tokens of the policy."""
         return self.prompt_tokens + self.completion_tokens
+
+    def uncached_prompt_tokens(self, problem_prompt: int) -> int | None:
+        """The prompt tokens a server without a prompt cache would evaluate: for every
+        request, the problem's prompt (``problem_prompt`` tokens) and the steps it sent.
+        ``None`` for rows written before requests were counted."""
+        if self.requests is None or self.context_tokens is None:
+            return None
+        return self.requests * problem_prompt + self.context_tokens
 
 
 class EvalRow(BaseModel):

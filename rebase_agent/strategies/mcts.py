@@ -4,11 +4,14 @@ Each iteration selects leaves by UCT, ``Q(c) + C · sqrt(ln N(parent) / N(c))`` 
 mean of backed-up values, expands each with ``mcts_children`` children (the root with
 ``mcts_root_children``), values the new children with the PRM (the same reward reading as
 REBASE), optionally rolls out from the best new child to a finished solution, and backs the value
-up the path: the rollout's final reward, or without rollouts the best new child's reward.
+up the path: the rollout's final reward, into the child the rollout started from and every node
+above it, or without rollouts the best new child's reward, from the expanded node up.
 
 Selection is batched: ``mcts_batch_size`` leaves are chosen at once, each pending path taking a
 virtual loss (one visit of value 0) so the next selection in the batch prefers other leaves, and
-all of them are expanded concurrently. Batch size 1 is classic sequential MCTS.
+all of them are expanded concurrently. Batch size 1 is classic sequential MCTS. Ids and seeds are
+reserved in plan order before any await and the batch's rollouts advance in step, so a seeded
+search does not depend on the order responses arrive in.
 
 The budget is ``mcts_expansions`` tree expansions (one provider request each; ``None`` means
 ``budget``) and optionally ``mcts_token_budget`` completion tokens; rollout requests count as
@@ -19,6 +22,8 @@ same voting as the other strategies; paths still open at the end are reported as
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import anyio
 
@@ -58,33 +63,101 @@ class Mcts:
             if not leaves:
                 break
             expansions_left -= len(leaves)
-            stats = expander.begin_round(
-                depth=min(leaf.depth for leaf in leaves),
-                expanded=len(leaves),
-                budget=sum(self._width(leaf, expander) for leaf in leaves),
-            )
-            new: list[Node] = []
-            failures: list[RebaseError] = []
-            try:
-                async with anyio.create_task_group() as tg:
-                    for leaf in leaves:
-                        tg.start_soon(self._iterate, expander, leaf, new, failures)
-            except ExceptionGroup as group:
-                leaf_exc = _first_leaf(group)
-                raise leaf_exc from leaf_exc.__cause__
-            finally:
-                stats.failed = len(failures)
-                expander.end_round(stats, new)
-            if len(failures) == len(leaves):
-                raise failures[0]  # nothing could make progress
+            await self._batch(expander, leaves)
         return "done"
+
+    async def _batch(self, expander: TreeExpander, leaves: list[Node]) -> None:
+        """Expand ``leaves`` concurrently, roll out from their best children, back up.
+
+        Ids (and the seeds derived from them) are reserved in plan order before anything is
+        awaited, and the batch's rollouts advance one step at a time together, so a seeded
+        search is the same whatever order the responses arrive in; values are backed up in
+        plan order once the batch is done.
+        """
+        config = expander.config
+        plan = [(leaf, expander.tree.reserve_ids(self._width(leaf, expander))) for leaf in leaves]
+        for leaf, ids in plan:
+            leaf.width, leaf.status = len(ids), "expanded"
+        stats = expander.begin_round(
+            depth=min(leaf.depth for leaf in leaves),
+            expanded=len(leaves),
+            budget=sum(len(ids) for _, ids in plan),
+        )
+        new: list[Node] = []
+        failures: list[RebaseError] = []
+        starts: list[Node | None] = []
+        ends: list[Node | None] = []
+        try:
+            results = await _gather([partial(expander.expand, leaf, ids) for leaf, ids in plan])
+            for (leaf, _), out in zip(plan, results, strict=True):
+                self._virtual_loss(leaf, -1)
+                if isinstance(out, RebaseError):
+                    expander.record_failure(leaf, out)
+                    self._mark_exhausted(leaf)
+                    failures.append(out)
+                    starts.append(None)
+                    continue
+                new.extend(out)
+                for child in out:  # the PRM's value of each new child is its first visit
+                    child.visits, child.value_sum = 1, child.reward
+                starts.append(max(out, key=lambda c: c.reward))
+            ends = await self._rollouts(expander, starts) if config.mcts_rollout else starts
+        except ExceptionGroup as group:
+            leaf_exc = _first_leaf(group)
+            raise leaf_exc from leaf_exc.__cause__
+        finally:
+            stats.failed = len(failures)
+            expander.end_round(stats, new)
+        if len(failures) == len(leaves):
+            raise failures[0]  # nothing could make progress
+        for (leaf, _), start, end in zip(plan, starts, ends, strict=True):
+            if start is None or end is None:
+                continue
+            if end is start:  # no rollout: the best new child's reward, from the leaf up
+                self._backup(leaf, start.reward)
+            else:  # a rollout's value goes into the child it started from, and up
+                self._backup(start, end.reward)
+
+    async def _rollouts(
+        self, expander: TreeExpander, starts: list[Node | None]
+    ) -> list[Node | None]:
+        """Sample one step at a time from each open start to a finished solution or the depth
+        cap, the batch's rollouts advancing together; return each one's last scored node (the
+        start itself where there was nothing to roll out)."""
+        ends = list(starts)
+        stopped: set[int] = set()
+        max_depth = expander.config.max_depth
+        while True:
+            plan: list[tuple[int, Node, range]] = []
+            for i, node in enumerate(ends):  # ids reserved in plan order, before any await
+                if node is None or i in stopped:
+                    continue
+                if node.status != "open" or node.depth >= max_depth:
+                    continue
+                if node.rollout:
+                    node.width, node.status = 1, "expanded"
+                plan.append((i, node, expander.tree.reserve_ids(1)))
+            if not plan:
+                return ends
+            results = await _gather(
+                [partial(expander.expand, node, ids, rollout=True) for _, node, ids in plan]
+            )
+            for (i, node, _), out in zip(plan, results, strict=True):
+                if isinstance(out, RebaseError):  # the rollout ends at its last scored node
+                    if node.rollout:
+                        expander.record_failure(node, out)
+                    else:
+                        expander.usage.failed_expansions += 1
+                    stopped.add(i)
+                else:
+                    (ends[i],) = out
 
     def select(self, root: Node, count: int, expander: TreeExpander) -> list[Node]:
         """Pick up to ``count`` distinct leaves to expand, with virtual loss on each path.
 
-        A path that ends on a finished node, or on an open node at the depth cap, has nothing
-        to expand: the node is marked exhausted, like a subtree whose nodes all are, and is
-        never selected again.
+        A path that ends on a finished node (or one that used ``max_solution_tokens``), or on an
+        open node at the depth cap, has nothing to expand: the node is marked exhausted, like a
+        subtree whose nodes all are, and is never selected again.
         """
         exploration = expander.config.mcts_exploration
         leaves: list[Node] = []
@@ -100,7 +173,7 @@ class Mcts:
                 break
             if node.id in self._exhausted:
                 continue
-            if node.status == "finished" or node.depth >= expander.config.max_depth:
+            if node.status != "open" or node.depth >= expander.config.max_depth:
                 self._mark_exhausted(node)
                 continue
             if node in leaves:
@@ -113,47 +186,6 @@ class Mcts:
     def _width(leaf: Node, expander: TreeExpander) -> int:
         config = expander.config
         return config.mcts_root_children if leaf.parent is None else config.mcts_children
-
-    async def _iterate(
-        self, expander: TreeExpander, leaf: Node, new: list[Node], failures: list[RebaseError]
-    ) -> None:
-        """Expand ``leaf``, value it (rollout or PRM), back the value up."""
-        config = expander.config
-        width = self._width(leaf, expander)
-        leaf.width, leaf.status = width, "expanded"
-        try:
-            children = await expander.expand(leaf, expander.tree.reserve_ids(width))
-        except (ProviderError, ScoringError) as exc:
-            self._virtual_loss(leaf, -1)
-            expander.record_failure(leaf, exc)
-            self._mark_exhausted(leaf)
-            failures.append(exc)
-            return
-        new.extend(children)
-        self._virtual_loss(leaf, -1)
-        for child in children:  # the PRM's value of each new child is its first visit
-            child.visits, child.value_sum = 1, child.reward
-        best = max(children, key=lambda c: c.reward)
-        value = best.reward
-        if config.mcts_rollout and best.status == "open":
-            value = await self._rollout(expander, best)
-        self._backup(leaf, value)
-
-    async def _rollout(self, expander: TreeExpander, start: Node) -> float:
-        """Sample one step at a time from ``start`` to a finished solution or the depth cap."""
-        node = start
-        while node.status == "open" and node.depth < expander.config.max_depth:
-            if node.rollout:
-                node.width, node.status = 1, "expanded"
-            try:
-                (node,) = await expander.expand(node, expander.tree.reserve_ids(1), rollout=True)
-            except (ProviderError, ScoringError) as exc:
-                if node.rollout:
-                    expander.record_failure(node, exc)
-                else:
-                    expander.usage.failed_expansions += 1
-                break  # the rollout ends; its last scored node is the value
-        return node.reward
 
     @staticmethod
     def _backup(node: Node | None, value: float) -> None:
@@ -177,3 +209,21 @@ class Mcts:
         while parent is not None and all(c.id in self._exhausted for c in parent.children):
             self._exhausted.add(parent.id)
             parent = parent.parent
+
+
+async def _gather(
+    calls: Sequence[Callable[[], Awaitable[list[Node]]]],
+) -> list[list[Node] | RebaseError]:
+    """Run ``calls`` concurrently; each one's children, or the request failure that ended it."""
+    out: list[list[Node] | RebaseError] = [[] for _ in calls]
+
+    async def one(index: int) -> None:
+        try:
+            out[index] = await calls[index]()
+        except (ProviderError, ScoringError) as exc:
+            out[index] = exc
+
+    async with anyio.create_task_group() as tg:
+        for index in range(len(calls)):
+            tg.start_soon(one, index)
+    return out

@@ -7,8 +7,9 @@ The search is level-synchronous. At each depth:
    (:func:`~rebase_agent.allocation.allocate_widths`); a node with width 0 is pruned;
 3. every node with width W gets W children from one provider request, all nodes concurrently,
    each child scored as soon as it exists;
-4. children that finish a solution (an answer, or the end of output) leave the pool, and each
-   one takes 1 from B for good; the rest are the next depth's open nodes.
+4. children that finish a solution (a final answer, or the end of output) leave the pool, and
+   each one takes 1 from B for good, as does a path that used up ``max_solution_tokens``
+   (reported unfinished); the rest are the next depth's open nodes.
 
 It ends when B reaches 0 or no node is open (the widths always sum to B, so these are the same),
 or at ``max_depth``, where nodes still open are reported as unfinished. There are no rollouts.
@@ -48,7 +49,8 @@ class LevelSearch(ABC):
                 if width > 0:
                     plan.append((node, width))
             children = await expander.expand_round(plan)
-            budget -= sum(child.status == "finished" for child in children)
+            # Finished and token-capped paths are spent samples; failed ones are not.
+            budget -= sum(child.status in ("finished", "unfinished") for child in children)
             frontier = [child for child in children if child.status == "open"]
             if budget <= 0 or not frontier:
                 return "done"
@@ -59,7 +61,7 @@ class LevelSearch(ABC):
 
     @abstractmethod
     def allocate(self, frontier: Sequence[Node], budget: int, config: RebaseConfig) -> list[int]:
-        """Children for each open node; the widths sum to ``budget``."""
+        """Children for each open node; the widths sum to at most ``budget``."""
 
 
 class Rebase(LevelSearch):

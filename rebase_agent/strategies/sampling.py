@@ -1,7 +1,10 @@
 """Sampling: N independent solutions, generated step by step.
 
 The problem gets all N children at depth 1; after that every open path gets exactly one child
-per depth, so the paths never interact. Through the same machinery as REBASE, every step is
+per depth, so the paths never interact. A path whose expansion fails ends there (the failure is
+counted in ``usage.failed_expansions`` and the node is marked ``failed``): its sample is not
+handed to another path, which would make that path two samples and the solutions dependent, so
+the search returns fewer than N solutions. Through the same machinery as REBASE, every step is
 scored and counted the same way, and weighted voting or best-of-n over the finished solutions
 is the baseline that REBASE is compared against.
 """
@@ -24,8 +27,10 @@ def split_evenly(budget: int, count: int) -> list[int]:
 
 
 class Sampling(LevelSearch):
-    """Independent sampling: the budget is split evenly (N at the root, then 1 per path)."""
+    """Independent sampling: N children at the root, then one child per open path."""
 
     def allocate(self, frontier: Sequence[Node], budget: int, config: RebaseConfig) -> list[int]:
-        """Even widths; with one path per remaining sample, each path gets one child."""
-        return split_evenly(budget, len(frontier))
+        """The whole budget to the root; one child to every other open node."""
+        if len(frontier) == 1 and frontier[0].parent is None:
+            return [budget]
+        return [1] * len(frontier)

@@ -30,3 +30,22 @@ async def test_math500_latex_goes_through_math_verify() -> None:
     polar = r"\left( 3, \frac{\pi}{2} \right)"
     assert (await grade_answer(r"(3, \frac{\pi}{2})", polar)).correct
     assert not (await grade_answer(r"(3, \pi)", polar)).correct
+
+
+@pytest.mark.anyio
+async def test_right_answers_are_graded_right_with_many_batches_at_once() -> None:
+    # More batches than cores: the wait for a worker is not part of the time limit.
+    import anyio
+
+    batches = 24
+    grades: list[list[bool]] = [[] for _ in range(batches)]
+
+    async def one(i: int) -> None:
+        out = await grade_answers([r"\dfrac{1}{2}", "2/4", r"\frac{3}{4}"], "1/2", timeout_s=1.0)
+        grades[i] = [g.correct for g in out]
+        assert {g.method for g in out} == {"math_verify"}
+
+    async with anyio.create_task_group() as tg:
+        for i in range(batches):
+            tg.start_soon(one, i)
+    assert grades == [[True, True, False]] * batches

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rebase_agent import RebaseConfig, SearchResult
+from rebase_agent import RebaseConfig, SearchResult, solve
+from rebase_agent.evaluation.outcomes import grade_result, subsample_nodes
 from rebase_agent.evaluation.report import (
     format_table,
     gguf_parameter_count,
@@ -14,9 +15,10 @@ from rebase_agent.evaluation.report import (
     wilson_interval,
 )
 from rebase_agent.evaluation.results import BudgetOutcome, EvalRow, VoteOutcome
+from rebase_agent.testing import ScriptedProvider, ScriptedScorer
 
 
-def test_wilson_interval_known_values() -> None:
+def test_wilson_interval_matches_known_values() -> None:
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     low, high = wilson_interval(0, 10)
@@ -52,7 +54,11 @@ def _row(pid: str, strategy: str, budget: int, outcomes: list[BudgetOutcome]) ->
 
 
 def _outcome(
-    budget: int, right: tuple[bool, bool, bool], tokens: int, subsampled: bool = False
+    budget: int,
+    right: tuple[bool, bool, bool],
+    tokens: int,
+    subsampled: bool = False,
+    root_prompt: int = 20,
 ) -> BudgetOutcome:
     votes = {
         agg: VoteOutcome(answer="1" if ok else "2", correct=ok)
@@ -65,6 +71,9 @@ def _outcome(
         prompt_tokens=tokens // 2,
         completion_tokens=tokens - tokens // 2,
         scorer_tokens=10,
+        requests=3,
+        context_tokens=10,
+        root_prompt_tokens=root_prompt,
         votes=votes,
     )
 
@@ -73,27 +82,45 @@ def _rows() -> list[EvalRow]:
     t, f = True, False
     return [
         _row("a", "rebase", 2, [_outcome(2, (t, t, f), 100)]),
-        _row("b", "rebase", 2, [_outcome(2, (f, t, f), 300)]),
-        _row("a", "sampling", 2, [_outcome(1, (f, f, f), 40, True), _outcome(2, (t, f, t), 80)]),
-        _row("b", "sampling", 2, [_outcome(1, (t, t, t), 60, True), _outcome(2, (t, t, t), 120)]),
+        _row("b", "rebase", 2, [_outcome(2, (f, t, f), 300, root_prompt=30)]),
+        # sampling's first requests found the problems' prompts in the cache (0 reported)
+        _row(
+            "a",
+            "sampling",
+            2,
+            [_outcome(1, (f, f, f), 40, True, 0), _outcome(2, (t, f, t), 80, root_prompt=0)],
+        ),
+        _row(
+            "b",
+            "sampling",
+            2,
+            [_outcome(1, (t, t, t), 60, True, 0), _outcome(2, (t, t, t), 120, root_prompt=0)],
+        ),
         # an extended sampling run answers budget 2 again; the search at exactly 2 wins
         _row("a", "sampling", 4, [_outcome(2, (f, f, f), 999, True), _outcome(4, (t, t, t), 160)]),
     ]
 
 
-def test_report_numbers_on_a_hand_made_file() -> None:
+def test_report_counts_each_problem_once_with_cache_independent_compute() -> None:
     summary = summarize(_rows(), params=1e9, scorer_params=None)
     cell = {(c.strategy, c.budget, c.aggregation): c for c in summary.cells}
     rebase = cell[("rebase", 2, "weighted_majority")]
     assert (rebase.n, rebase.correct, rebase.accuracy) == (2, 2, 1.0)
-    assert rebase.policy_tokens == 200 and rebase.scorer_tokens == 10
-    assert rebase.flops == pytest.approx(2 * 1e9 * 200)
+    # Generated tokens: (50 + 150) / 2; FLOPs on that basis, the paper's.
+    assert rebase.generated_tokens == 100 and rebase.scorer_tokens == 10
+    assert rebase.flops == pytest.approx(2 * 1e9 * 100)
+    # Cache-less prompt: 3 requests × the problem's prompt (20 for a, 30 for b) + 10 context.
+    assert rebase.uncached_prompt_tokens == ((3 * 20 + 10) + (3 * 30 + 10)) / 2
+    assert rebase.flops_with_prompt == pytest.approx(2 * 1e9 * (100 + 85))
+    assert rebase.reported_prompt_tokens == 100
     assert cell[("rebase", 2, "majority")].accuracy == 0.5
     assert cell[("rebase", 2, "best_of_n")].accuracy == 0.0
     s2 = cell[("sampling", 2, "majority")]
-    assert (s2.n, s2.correct, s2.policy_tokens) == (2, 2, 100)  # not the sub-sampled 999 row
+    assert (s2.n, s2.correct, s2.generated_tokens) == (2, 2, 50)  # not the sub-sampled 999 row
+    # Its first requests hit a cache, yet the same requests cost the same as REBASE's.
+    assert s2.reported_prompt_tokens == 50 and s2.uncached_prompt_tokens == 85
     s1 = cell[("sampling", 1, "best_of_n")]
-    assert (s1.n, s1.correct, s1.policy_tokens) == (2, 1, 50)
+    assert (s1.n, s1.correct, s1.generated_tokens) == (2, 1, 25)
     s4 = cell[("sampling", 4, "majority")]
     assert s4.n == 1 and (s4.ci_low, s4.ci_high) == wilson_interval(1, 1)
     assert any("different numbers of problems" in n for n in summary.notes)
@@ -101,10 +128,78 @@ def test_report_numbers_on_a_hand_made_file() -> None:
     table = format_table(summary)
     assert "== weighted majority vote ==" in table
     assert "rebase                       2     2  100.0" in table
+    assert "generated     prompt FLOPs gen FLOPs all" in table
+    row = "rebase                       2     2  100.0 [34.2, 100.0]        100         85"
+    assert row + "  2.00e+11  3.70e+11" in table
     assert json.loads(summary.model_dump_json())["cells"][0]["series"] == "rebase"
 
 
-def test_png_scaling_curve_is_written(tmp_path: Path) -> None:
+def test_rows_without_request_counts_have_no_cacheless_cost() -> None:
+    old = [
+        r.model_copy(
+            update={"outcomes": [o.model_copy(update={"requests": None}) for o in r.outcomes]}
+        )
+        for r in _rows()
+    ]
+    summary = summarize(old, params=1e9)
+    assert all(
+        c.uncached_prompt_tokens is None and c.flops_with_prompt is None for c in summary.cells
+    )
+    assert any("no cache-less prompt cost" in n for n in summary.notes)
+    lines = [line.split() for line in format_table(summary).splitlines()]
+    rebase_lines = [line for line in lines if line and line[0] == "rebase"]
+    assert rebase_lines and all(line[-3] == "-" and line[-1] == "-" for line in rebase_lines)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strategy", ["rebase", "sampling", "beam", "mcts", "dvts"])
+async def test_cacheless_prompt_cost_is_every_requests_whole_prompt(strategy: str) -> None:
+    # The scripted provider has no cache: it reports every request's whole prompt (problem and
+    # steps), so what the tree says a cache-less server evaluates must equal what it reported.
+    provider = ScriptedProvider(depth=3)
+    result = await solve(
+        "What is 6 * 7?",
+        provider=provider,
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=8, seed=2),
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    (outcome,), _ = await grade_result(result, "42", [8], subsample=False)
+    assert outcome.requests == len(provider.requests) == result.usage.provider_requests
+    problem_prompt = 5  # "What is 6 * 7?": five words, the scripted provider's tokens
+    assert outcome.root_prompt_tokens == problem_prompt
+    assert outcome.uncached_prompt_tokens(problem_prompt) == result.usage.prompt_tokens
+    assert outcome.completion_tokens == result.usage.completion_tokens
+
+
+@pytest.mark.anyio
+async def test_cacheless_prompt_cost_of_a_subsampled_budget_counts_only_its_paths() -> None:
+    provider = ScriptedProvider(depth=3)
+    result = await solve(
+        "p q r",
+        provider=provider,
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=8, seed=2),
+        strategy="sampling",
+    )
+    outcomes, _ = await grade_result(result, "42", [2, 8], subsample=True)
+    two = outcomes[0]
+    kept = subsample_nodes(result, 2)
+    # The root's request, then one request of n=1 per kept node that got a child.
+    expanded = {n.parent for n in result.nodes if n.id in kept and n.parent != 0}
+    assert two.requests == 1 + len(expanded)
+    whole = [
+        r
+        for r in provider.requests
+        if r.depth == 0
+        or r.steps[0] in {n.step for n in result.nodes if n.id in kept and n.parent == 0}
+    ]
+    assert two.uncached_prompt_tokens(3) == sum(
+        3 + sum(len(s.split()) for s in r.steps) for r in whole
+    )
+
+
+def test_png_scaling_curve_is_written_for_both_compute_bases(tmp_path: Path) -> None:
     for params in (None, 7e9):
         png = tmp_path / f"curve-{params}.png"
         plot_scaling(summarize(_rows(), params=params), png, title="test")
