@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import time
+from collections import Counter
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -23,14 +26,114 @@ from pydantic import ValidationError
 from rebase_agent._cli_common import backend_factory as _backend
 from rebase_agent._cli_common import note_if_double as _note_if_double
 from rebase_agent._cli_common import option_pairs as _parse_options
+from rebase_agent.answers import extract_answer
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, search_defaults
 from rebase_agent.config import RebaseConfig
-from rebase_agent.exceptions import RebaseError
+from rebase_agent.exceptions import ProviderError, RebaseError, SearchFailed, SearchTimeout
+from rebase_agent.protocols import Provider, StepCompletion, StepRequest
 from rebase_agent.result import SearchResult
 from rebase_agent.scorers import CHECKS, Check, describe, with_check
 from rebase_agent.search import RebaseSearch
+from rebase_agent.usage import DepthStats
 
 __all__ = ("main",)
+
+DEFAULT_TIMEOUT_S = 600.0
+"""``solve``'s wall-clock limit unless ``--timeout`` or the config's ``timeout_s`` says."""
+DEFAULT_TOKENS_PER_SAMPLE = 1024
+"""``solve``'s generated-token limit is this times the budget unless ``--max-tokens`` says
+(the paper's 1024 output tokens per solution, for the N solutions a search may finish)."""
+EXIT_INTERRUPTED = 130
+
+
+class _Watch:
+    """Wraps the provider for ``solve``: counts generated tokens, tallies the answers of
+    finishing steps (for progress) and stops the search on request (Ctrl-C, the token limit)
+    by cancelling its requests in flight and failing new ones, so the search ends with a
+    :class:`SearchFailed` that carries everything already paid for."""
+
+    def __init__(self, provider: Provider, *, token_limit: int | None) -> None:
+        self.provider = provider
+        self.token_limit = token_limit
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.answers: Counter[str] = Counter()
+        self.stop_reason: str | None = None
+        self._scopes: set[anyio.CancelScope] = set()
+
+    def stop(self, reason: str) -> None:
+        """Stop the search: cancel the requests in flight, fail the next ones."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        for scope in list(self._scopes):
+            scope.cancel()
+
+    async def generate(self, request: StepRequest) -> list[StepCompletion]:
+        if self.stop_reason is not None:
+            raise ProviderError(f"search stopped: {self.stop_reason}")
+        got: list[StepCompletion] | None = None
+        with anyio.CancelScope() as scope:
+            self._scopes.add(scope)
+            try:
+                got = await self.provider.generate(request)
+            finally:
+                self._scopes.discard(scope)
+        if got is None:
+            raise ProviderError(f"search stopped: {self.stop_reason}")
+        for completion in got:
+            self.prompt_tokens += completion.prompt_tokens
+            self.completion_tokens += completion.completion_tokens
+            answer = extract_answer(completion.text)
+            if answer is None and completion.finish_reason == "eos":
+                answer = extract_answer("".join(request.steps) + completion.text)
+            if answer is not None:
+                self.answers[answer] += 1
+        limit = self.token_limit
+        if limit is not None and self.completion_tokens >= limit:
+            self.stop(f"the token limit: {self.completion_tokens} tokens generated, limit {limit}")
+        return got
+
+
+class _Progress:
+    """One stderr line per finished depth: open and finished paths, tokens, time, leader."""
+
+    def __init__(self, watch: _Watch) -> None:
+        self.watch = watch
+        self.started = time.perf_counter()
+        self.finished = 0
+
+    def __call__(self, stats: DepthStats) -> None:
+        self.finished += stats.finished
+        leader = self.watch.answers.most_common(1)
+        lead = (
+            f"{leader[0][0]} ({leader[0][1]} of {sum(self.watch.answers.values())})"
+            if leader
+            else "none yet"
+        )
+        click.echo(
+            f"depth {stats.depth + 1}: {stats.children - stats.finished} open, "
+            f"{self.finished} finished; {self.watch.completion_tokens} tokens; "
+            f"{time.perf_counter() - self.started:.1f} s; leading answer {lead}",
+            err=True,
+        )
+
+
+async def _on_interrupt(watch: _Watch, outer: anyio.CancelScope) -> None:
+    """First Ctrl-C: stop the search and keep its partial result; second: quit."""
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            presses = 0
+            async for _ in signals:
+                presses += 1
+                if presses > 1:
+                    outer.cancel()
+                    return
+                watch.stop("Ctrl-C")
+                click.echo(
+                    "\nstopping: the partial result follows (Ctrl-C again to quit)", err=True
+                )
+    except NotImplementedError:  # pragma: no cover - no signal receiver on this platform
+        await anyio.sleep_forever()
 
 
 _AGGREGATION_NAMES = {
@@ -142,6 +245,27 @@ def main() -> None:
     help="Multiply the backend's step scores by a tool check (arithmetic: every equation a "
     "step writes is verified exactly); none: the backend's scorer alone.",
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=None,
+    help=f"Wall-clock limit of the search in seconds (default {DEFAULT_TIMEOUT_S:.0f}, or the "
+    "config's timeout_s; 0: none). A search that reaches it prints its partial result.",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    help=f"Stop after this many generated tokens (default {DEFAULT_TOKENS_PER_SAMPLE} × budget; "
+    "0: none), printing the partial result.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="One line per depth on stderr (default: on when stdout and stderr are terminals and "
+    "not --json).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the backends decide (INFO).")
 def solve(
@@ -151,20 +275,36 @@ def solve(
     strategy: str,
     config_json: str | None,
     check: Check,
+    timeout_s: float | None,
+    max_tokens: int | None,
+    progress: bool | None,
     as_json: bool,
     verbose: bool,
     **fields: Any,
 ) -> None:
     """Solve PROBLEM; print the answer, why (the chosen path with its step scores, and the
-    vote), the tree's shape and the usage."""
+    vote), the tree's shape and the usage.
+
+    On a terminal each depth prints a line as it finishes. Ctrl-C stops the search and prints
+    the partial result already paid for; so does reaching --timeout or --max-tokens."""
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     settings = json.loads(config_json) if config_json else {}
     settings |= {k: v for k, v in fields.items() if v is not None}
+    if timeout_s is not None and timeout_s < 0:
+        raise click.BadParameter(f"must be >= 0, got {timeout_s}", param_hint="--timeout")
+    if max_tokens is not None and max_tokens < 0:
+        raise click.BadParameter(f"must be >= 0, got {max_tokens}", param_hint="--max-tokens")
+    if timeout_s is not None:
+        settings["timeout_s"] = timeout_s or None
+    elif settings.get("timeout_s") is None and "timeout_s" not in settings:
+        settings["timeout_s"] = DEFAULT_TIMEOUT_S
     try:
         RebaseConfig(**settings)  # bad flags fail before any model loads
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
+    if progress is None:
+        progress = not as_json and sys.stdout.isatty() and sys.stderr.isatty()
     factory = _backend(backend)
     _note_if_double(backend)
     try:
@@ -174,21 +314,63 @@ def solve(
     except ImportError as exc:
         raise click.ClickException(f"backend {backend!r} is not installed: {exc}") from exc
     scorer = with_check(scorer, check)
-    config = RebaseConfig(**(search_defaults(provider) | settings))
-    search = RebaseSearch(provider, scorer, config, strategy=strategy)  # type: ignore[arg-type]
 
-    async def run() -> SearchResult:
+    watch = _Watch(provider, token_limit=None)
+
+    def build() -> RebaseSearch:
+        config = RebaseConfig(**(search_defaults(provider) | settings))
+        limit = max_tokens if max_tokens is not None else DEFAULT_TOKENS_PER_SAMPLE * config.budget
+        watch.token_limit = limit or None
+        return RebaseSearch(watch, scorer, config, strategy=strategy)  # type: ignore[arg-type]
+
+    search = build()  # a bad strategy setting fails before any request
+    outcome: dict[str, Any] = {}
+
+    async def run() -> None:
+        nonlocal search
         try:
-            return await search.solve(problem)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_on_interrupt, watch, tg.cancel_scope)
+                try:
+                    prepare = getattr(provider, "prepare", None)
+                    if prepare is not None:  # e.g. the openai backend's server probe
+                        await prepare()
+                        search = build()  # with the search fields it recommends now
+                    on_round = _Progress(watch) if progress else None
+                    outcome["result"] = await search.solve(problem, on_round=on_round)
+                except RebaseError as exc:
+                    outcome["error"] = exc
+                tg.cancel_scope.cancel()
         finally:
-            await aclose(provider, scorer)
+            with anyio.CancelScope(shield=True):
+                await aclose(provider, scorer)
 
-    try:
-        result = anyio.run(run)
-    except RebaseError as exc:
-        click.echo(f"error: {exc}", err=True)
+    anyio.run(run)
+    error = outcome.get("error")
+    result: SearchResult | None = outcome.get("result")
+    code = 0
+    if isinstance(error, SearchFailed):
+        result = error.partial
+        if watch.stop_reason is not None:
+            why = watch.stop_reason
+            hint = "" if why == "Ctrl-C" else " (--max-tokens N raises it; 0: no limit)"
+            code = EXIT_INTERRUPTED if why == "Ctrl-C" else 1
+        elif isinstance(error, SearchTimeout):
+            why = f"the time limit: {search.config.timeout_s:g} s"
+            hint = " (--timeout S raises it; 0: no limit)"
+            code = 1
+        else:
+            why, hint, code = f"an error: {error}", "", 1
+        click.echo(f"stopped by {why}{hint}; the partial result, as paid for:", err=True)
+    elif error is not None:
+        click.echo(f"error: {error}", err=True)
         sys.exit(1)
+    if result is None:  # quit with a second Ctrl-C
+        click.echo("quit before a result", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     click.echo(result.model_dump_json(indent=2) if as_json else _summary(result, describe(scorer)))
+    if code:
+        sys.exit(code)
 
 
 def _register_builtin_commands() -> None:

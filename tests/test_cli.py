@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 
+import anyio
 import pytest
 from click.testing import CliRunner
 
-from rebase_agent import SearchResult
+from rebase_agent import Provider, Scorer, SearchResult, StepRequest
 from rebase_agent.cli import main
 
 
@@ -125,3 +128,103 @@ def test_a_backends_search_defaults_apply_under_the_users_flags() -> None:
     out = CliRunner().invoke(main, [*base, "--max-depth", "5"])
     config = SearchResult.model_validate(json.loads(out.stdout)).config
     assert (config.max_depth, config.max_step_tokens) == (5, 17)
+
+
+SCRIPTED = ["solve", "What is 6 * 7?", "--budget", "4", "--seed", "1", "--backend", "scripted"]
+
+
+def test_progress_prints_each_depth_as_it_finishes_on_stderr() -> None:
+    out = CliRunner().invoke(main, [*SCRIPTED, "--progress"])
+    assert out.exit_code == 0, out.output
+    depths = [line for line in out.stderr.splitlines() if line.startswith("depth ")]
+    assert [line.split(":")[0] for line in depths] == ["depth 1", "depth 2", "depth 3"]
+    assert re.fullmatch(
+        r"depth 3: 0 open, 4 finished; \d+ tokens; \d+\.\d s; leading answer \S+ \(\d of 4\)",
+        depths[-1],
+    ), depths[-1]
+    assert depths[0].startswith("depth 1: 4 open, 0 finished;") and "none yet" in depths[0]
+    assert "depth " not in out.stdout
+
+
+def test_progress_is_quiet_off_a_terminal_and_with_json() -> None:
+    out = CliRunner().invoke(main, SCRIPTED)  # CliRunner's streams are not terminals
+    assert out.exit_code == 0 and "depth " not in out.stderr
+    out = CliRunner().invoke(main, [*SCRIPTED, "--json"])
+    assert out.exit_code == 0 and "depth " not in out.stderr
+    SearchResult.model_validate(json.loads(out.stdout))
+
+
+def test_the_token_limit_ends_the_search_with_its_partial_result() -> None:
+    out = CliRunner().invoke(main, [*SCRIPTED, "--max-tokens", "1"])
+    assert out.exit_code == 1
+    assert "stopped by the token limit: " in out.stderr
+    assert "limit 1 (--max-tokens N raises it; 0: no limit)" in out.stderr
+    assert out.stdout.startswith("answer: (none)")  # nothing finished at depth 1
+    assert "tree (depth:nodes) 0:1 1:4" in out.stdout  # what was paid for is there
+
+
+def test_the_default_limits_apply_unless_set() -> None:
+    out = CliRunner().invoke(main, [*SCRIPTED, "--json"])
+    assert SearchResult.model_validate(json.loads(out.stdout)).config.timeout_s == 600.0
+    out = CliRunner().invoke(main, [*SCRIPTED, "--json", "--timeout", "0"])
+    assert SearchResult.model_validate(json.loads(out.stdout)).config.timeout_s is None
+    out = CliRunner().invoke(main, [*SCRIPTED, "--max-tokens", "-1"])
+    assert out.exit_code == 2 and "--max-tokens" in out.output
+
+
+def _slow_backend(**options: str) -> tuple[Provider, Scorer]:
+    from rebase_agent.testing import FunctionProvider, ScriptedScorer
+
+    async def slow(request: StepRequest) -> list[str]:
+        await anyio.sleep(0.05 if not request.steps else 60)
+        return [
+            f"Step {i}: 1 + 1 = 2.\n\n" if i % 2 else "The answer is 2." for i in range(request.n)
+        ]
+
+    return FunctionProvider(slow), ScriptedScorer()
+
+
+def test_the_time_limit_ends_the_search_with_its_partial_result_and_names_it() -> None:
+    from rebase_agent.backends import register_backend
+
+    register_backend("slow-for-test", _slow_backend, double="a slow test policy")
+    args = ["solve", "p", "--budget", "4", "--backend", "slow-for-test", "--timeout", "0.5"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 1
+    assert "stopped by the time limit: 0.5 s (--timeout S raises it; 0: no limit)" in out.stderr
+    assert out.stdout.startswith("answer: 2")  # two paths finished at depth 1
+
+
+_CTRL_C_SCRIPT = """
+import sys
+from rebase_agent.backends import register_backend
+from rebase_agent.cli import main
+from tests.test_cli import _slow_backend
+register_backend("slow-for-test", _slow_backend)
+sys.argv = ["rebase-agent", "solve", "p", "--budget", "4", "--backend", "slow-for-test",
+            "--progress"]
+main()
+"""
+
+
+def test_ctrl_c_prints_the_partial_result_already_paid_for() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", _CTRL_C_SCRIPT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("depth 1: 2 open, 2 finished;"), line
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "stopped by Ctrl-C; the partial result, as paid for:" in stderr
+    assert stdout.startswith("answer: 2")
+    assert "2 finished paths" in stdout

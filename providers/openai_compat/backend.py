@@ -3,12 +3,23 @@
 Options (``--option KEY=VALUE`` on the command line, ``options`` in a server route):
 
 - ``model`` (required), ``base_url`` (default ``http://localhost:8000/v1``; several replicas
-  separated by commas), ``mode`` (``completions``, ``chat_prefill``, ``chat_next_step``,
-  ``ollama_raw``), ``server`` (``generic``, ``vllm``, ``sglang``, ``llama_server``, ``ollama``,
-  ``openai``);
+  separated by commas), ``mode`` (``auto``, ``completions``, ``chat_prefill``,
+  ``chat_next_step``, ``ollama_raw``), ``server`` (``auto``, ``generic``, ``vllm``, ``sglang``,
+  ``llama_server``, ``ollama``, ``openai``);
+- ``probe`` (``on``, the default, or ``off``): probe each server once before the first request
+  (what ``rebase-agent probe`` prints) and use what it finds: ``n``, per-choice usage, stop
+  strings, and for ``mode=auto`` / ``server=auto`` / no ``template`` the mode, the server and
+  the prompt preset it recommends. ``auto`` is the default of ``mode`` and ``server`` with the
+  probe on; with it off they default to ``completions`` and ``generic``;
+- ``template``: a prompt preset (``few_shot_steps``, ``plain``, ``chat_steps``; see
+  :mod:`rebase_agent.presets`) or the path of a text file with a ``{problem}`` field (a raw
+  prompt for base models). A preset brings its search fields (e.g. short steps) as the
+  backend's recommended ones, under the user's own;
 - ``scorer``: ``judge`` (default: an LLM judge on ``scorer_model``), ``qwen_prm`` or
-  ``math_shepherd_pooling`` (vLLM ``/pooling``), ``math_shepherd`` or ``rlhflow`` (logprobs);
-  ``scorer_model`` (default: ``model``), ``scorer_base_url`` (default: ``base_url``);
+  ``math_shepherd_pooling`` (vLLM ``/pooling``), ``math_shepherd`` or ``rlhflow`` (logprobs), or
+  ``none`` (every step 1.0: the ``--check`` alone scores); ``scorer_api`` (``chat`` or
+  ``completions``: where the judge reads its logprobs; default ``chat``), ``scorer_model``
+  (default: ``model``), ``scorer_base_url`` (default: ``base_url``);
 - ``api_key_env``: the environment variable that holds the API key (default
   ``OPENAI_API_KEY``). Keys are never taken as option values, which end up in shell history
   and process lists.
@@ -23,9 +34,20 @@ from providers.openai_compat.judge import JudgeScorer
 from providers.openai_compat.logprob_scorers import MathShepherdScorer, RLHFlowScorer
 from providers.openai_compat.pooling import MathShepherdPoolingScorer, QwenPRMScorer
 from providers.openai_compat.provider import Backend, Mode, OpenAIProvider
-from rebase_agent.protocols import Scorer
+from rebase_agent.presets import resolve_preset
+from rebase_agent.protocols import Scorer, ScoreRequest
 
-__all__ = ("openai_backend",)
+__all__ = ("UniformScorer", "openai_backend")
+
+
+class UniformScorer:
+    """Scores every step 1.0: with ``--check arithmetic`` the check alone decides (for servers
+    with neither logprobs nor a PRM)."""
+
+    async def score(self, request: ScoreRequest) -> list[list[float]]:
+        """One 1.0 per step of each solution."""
+        return [[1.0] * len(steps) for steps in request.solutions]
+
 
 _SCORERS: dict[str, type[Any]] = {
     "judge": JudgeScorer,
@@ -33,6 +55,7 @@ _SCORERS: dict[str, type[Any]] = {
     "math_shepherd_pooling": MathShepherdPoolingScorer,
     "math_shepherd": MathShepherdScorer,
     "rlhflow": RLHFlowScorer,
+    "none": UniformScorer,
 }
 _KNOWN = {
     "model",
@@ -43,6 +66,9 @@ _KNOWN = {
     "scorer_model",
     "scorer_base_url",
     "api_key_env",
+    "probe",
+    "template",
+    "scorer_api",
 }
 
 
@@ -57,27 +83,46 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider, Scorer]:
         raise ValueError(f"unknown openai backend options {unknown}; known: {sorted(_KNOWN)}")
     if "model" not in options:
         raise ValueError("the openai backend needs --option model=NAME")
-    mode = options.get("mode", "completions")
-    server = options.get("server", "generic")
-    if mode not in get_args(Mode):
-        raise ValueError(f"mode must be one of {get_args(Mode)}, got {mode!r}")
-    if server not in get_args(Backend):
-        raise ValueError(f"server must be one of {get_args(Backend)}, got {server!r}")
+    probe = options.get("probe", "on")
+    if probe not in ("on", "off"):
+        raise ValueError(f"probe must be 'on' or 'off', got {probe!r}")
+    probing = probe == "on"
+    mode = options.get("mode", "auto" if probing else "completions")
+    server = options.get("server", "auto" if probing else "generic")
+    if mode not in (*get_args(Mode), "auto"):
+        raise ValueError(f"mode must be one of {(*get_args(Mode), 'auto')}, got {mode!r}")
+    if server not in (*get_args(Backend), "auto"):
+        raise ValueError(f"server must be one of {(*get_args(Backend), 'auto')}, got {server!r}")
+    if not probing and "auto" in (mode, server):
+        raise ValueError("mode=auto and server=auto need probe=on")
     scorer_kind = options.get("scorer", "judge")
     if scorer_kind not in _SCORERS:
         raise ValueError(f"scorer must be one of {sorted(_SCORERS)}, got {scorer_kind!r}")
+    scorer_api = options.get("scorer_api")
+    if scorer_api is not None and scorer_api not in ("chat", "completions"):
+        raise ValueError(f"scorer_api must be 'chat' or 'completions', got {scorer_api!r}")
+    if scorer_api is not None and scorer_kind != "judge":
+        raise ValueError(f"scorer_api applies to scorer=judge only, not {scorer_kind!r}")
+    preset = resolve_preset(options["template"]) if "template" in options else None
     key_env = options.get("api_key_env", "OPENAI_API_KEY")
     api_key = os.environ.get(key_env)
     urls = options.get("base_url", "http://localhost:8000/v1").split(",")
+    if preset is not None and mode == "auto":
+        mode = "completions" if preset.kind == "base" else "chat_prefill"
     provider = OpenAIProvider(
         options["model"],
         urls,
         mode=cast(Mode, mode),
         backend=cast(Backend, server),
         api_key=api_key,
+        preset=preset,
+        probe=probing,
     )
+    if scorer_kind == "none":
+        return provider, UniformScorer()
     scorer_urls = options.get("scorer_base_url", ",".join(urls)).split(",")
+    extra: dict[str, Any] = {} if scorer_api is None else {"api": scorer_api}
     scorer = _SCORERS[scorer_kind](
-        options.get("scorer_model", options["model"]), scorer_urls, api_key=api_key
+        options.get("scorer_model", options["model"]), scorer_urls, api_key=api_key, **extra
     )
     return provider, scorer

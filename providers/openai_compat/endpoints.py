@@ -14,13 +14,16 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import anyio
 import openai
 
 from providers.openai_compat.errors import EndpointConnectionError, map_api_error, redact
 from providers.openai_compat.retry import RetryPolicy, call_with_retries
+
+if TYPE_CHECKING:
+    from providers.openai_compat.probe import Tokenizer
 
 __all__ = ("Endpoint", "EndpointPool", "UsesEndpoints")
 
@@ -52,6 +55,12 @@ class Endpoint:
         """Requests sent to this endpoint and not yet answered (waiting ones included)."""
         self.requests = 0
         """Attempts sent to this endpoint so far."""
+        self.usage_one_choice: bool | None = None
+        """Whether ``usage.completion_tokens`` counts only one of ``n`` choices (probed)."""
+        self.tokenizer: Tokenizer | None = None
+        """How this server tokenizes text, where the probe found an endpoint for it."""
+        self.tokenizer_failed = False
+        """Tokenizing failed once: estimate from now on."""
 
     @property
     def root_url(self) -> str:

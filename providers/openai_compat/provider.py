@@ -25,23 +25,28 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+import anyio
 import openai
 
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
+from providers.openai_compat.probe import ProbeReport, Tokenizer, cached_probe, count_tokens
 from providers.openai_compat.requests import Choice, RequestBuilder, names_n
 from providers.openai_compat.retry import RetryPolicy
 from providers.openai_compat.steps import DEFAULT_FINAL_PATTERN, StopInfo, split_tokens, to_step
 from providers.openai_compat.templates import FormatTemplate, PromptTemplate
 from rebase_agent.exceptions import ProviderError
+from rebase_agent.presets import PRESETS, Preset
 from rebase_agent.protocols import StepCompletion, StepRequest
 
 __all__ = ("Backend", "Mode", "OpenAIProvider")
 
 Mode = Literal["completions", "chat_prefill", "chat_next_step", "ollama_raw"]
 Backend = Literal["generic", "vllm", "sglang", "llama_server", "ollama", "openai"]
+_TOP_K_SERVERS = ("vllm", "sglang", "llama_server", "generic")
+"""Servers that take ``top_k`` (OpenAI rejects unknown fields)."""
 logger = logging.getLogger("providers.openai_compat")
 _PATHS: dict[str, str] = {
     "completions": "/completions",
@@ -76,6 +81,20 @@ class OpenAIProvider(UsesEndpoints):
         extra_body: More top-level request fields (e.g. ``{"top_k": 20}`` or
             ``{"chat_template_kwargs": {"enable_thinking": False}}``).
         endpoints: A ready :class:`EndpointPool`, instead of ``base_url`` and the options above.
+        preset: A prompt preset (:mod:`rebase_agent.presets`): a base preset is the template
+            of the raw modes, a chat preset the system prompt of the chat modes; its search
+            fields become :attr:`search_defaults` and its ``top_k`` is sent where the server
+            takes it.
+        probe: Probe each endpoint once (cached per process, :func:`~.probe.cached_probe`)
+            before its first request, and use what it found: whether ``n`` is honoured, whether
+            ``usage`` counts every choice, whether stop strings come back; with
+            ``mode="auto"``, ``backend="auto"`` or no template and no preset, the mode, the
+            server and the preset it recommends. :meth:`prepare` runs it ahead of time.
+
+    Usage: with ``n > 1`` a server whose ``usage.completion_tokens`` counts one choice
+    (llama-server; the probe finds others) gets each choice counted on its own, with the
+    server's tokenize endpoint, else estimated from the text's length; so a search's
+    usage is what the server generated, not one choice's share of it.
 
     Example:
         >>> provider = OpenAIProvider("Qwen/Qwen2.5-Math-1.5B", "http://localhost:8000/v1",
@@ -87,8 +106,8 @@ class OpenAIProvider(UsesEndpoints):
         model: str,
         base_url: str | Sequence[str] = "http://localhost:8000/v1",
         *,
-        mode: Mode = "completions",
-        backend: Backend = "generic",
+        mode: Mode | Literal["auto"] = "completions",
+        backend: Backend | Literal["auto"] = "generic",
         template: PromptTemplate | None = None,
         system_prompt: str | None = None,
         next_step_instruction: str = "Continue with the next step only.",
@@ -100,16 +119,38 @@ class OpenAIProvider(UsesEndpoints):
         final_pattern: str | None = DEFAULT_FINAL_PATTERN,
         extra_body: Mapping[str, Any] | None = None,
         endpoints: EndpointPool | None = None,
+        preset: Preset | None = None,
+        probe: bool = False,
     ) -> None:
-        if mode not in _PATHS:
-            raise ValueError(f"mode must be one of {sorted(_PATHS)}, got {mode!r}")
+        if mode != "auto" and mode not in _PATHS:
+            raise ValueError(f"mode must be one of {sorted(_PATHS)} or 'auto', got {mode!r}")
+        if not probe and "auto" in (mode, backend):
+            raise ValueError("mode='auto' and backend='auto' need probe=True")
         if mode == "ollama_raw":
             supports_n = False
         self.model = model
-        self.mode: Mode = mode
-        self.backend: Backend = backend
+        self.mode: Mode = "completions" if mode == "auto" else mode
+        self.backend: Backend = "generic" if backend == "auto" else backend
+        self._auto = {
+            "mode": mode == "auto",
+            "backend": backend == "auto",
+            "preset": probe and template is None and preset is None,
+        }
+        self.probe = probe
+        self.report: ProbeReport | None = None
+        """What the probe found on the first endpoint (``None`` before :meth:`prepare`)."""
+        self._prepared = not probe
+        self._prepare_lock = anyio.Lock()
+        self._keeps: bool | None = None
         self.template = template or FormatTemplate()
         self.final_pattern = final_pattern
+        self.search_defaults: dict[str, Any] = {}
+        """:class:`~rebase_agent.RebaseConfig` fields the preset recommends (read by
+        :func:`rebase_agent.backends.search_defaults`)."""
+        self._system_prompt = system_prompt
+        self._next_step_instruction = next_step_instruction
+        self._extra_body = dict(extra_body or {})
+        self.preset: Preset | None = None
         self.endpoints = endpoints or EndpointPool(
             base_url,
             api_key=api_key,
@@ -121,15 +162,101 @@ class OpenAIProvider(UsesEndpoints):
         if mode == "ollama_raw":
             for endpoint in self.endpoints.endpoints:
                 endpoint.supports_n, endpoint.n_explicit = False, True
-        self._builder = RequestBuilder(
-            model=model,
-            mode=mode,
-            backend=backend,
-            system_prompt=system_prompt,
-            next_step_instruction=next_step_instruction,
-            extra_body=dict(extra_body or {}),
-        )
         self._prefixes: OrderedDict[str, str] = OrderedDict()
+        self._builder = self._make_builder()
+        if preset is not None:
+            self.use_preset(preset, template_given=template is not None)
+
+    def _make_builder(self) -> RequestBuilder:
+        return RequestBuilder(
+            model=self.model,
+            mode=self.mode,
+            backend=self.backend,
+            system_prompt=self._system_prompt,
+            next_step_instruction=self._next_step_instruction,
+            extra_body=dict(self._extra_body),
+        )
+
+    def use_preset(self, preset: Preset, *, template_given: bool = False) -> None:
+        """Prompt with ``preset`` from now on (see the ``preset`` argument).
+
+        Raises:
+            ValueError: A base preset with a chat mode, or a chat preset with a raw mode.
+        """
+        raw = self.mode in ("completions", "ollama_raw")
+        if preset.kind == "base" and not raw:
+            raise ValueError(
+                f"template {preset.name!r} is a raw prompt for base models; mode {self.mode!r} "
+                "needs a chat preset (e.g. chat_steps) or mode=completions"
+            )
+        if preset.kind == "chat" and raw:
+            raise ValueError(
+                f"template {preset.name!r} is a chat preset; mode {self.mode!r} continues a raw "
+                "prompt: use a base preset (e.g. few_shot_steps) or a chat mode"
+            )
+        self.preset = preset
+        if preset.prefix is not None and not template_given:
+            self.template = FormatTemplate(preset.prefix)
+            self._prefixes.clear()
+        if preset.system_prompt is not None and self._system_prompt is None:
+            self._system_prompt = preset.system_prompt
+        if preset.top_k is not None and "top_k" not in self._extra_body:
+            if self.backend in _TOP_K_SERVERS:
+                self._extra_body["top_k"] = preset.top_k
+            else:
+                logger.info(
+                    "preset %s samples with top_k=%d, but server %r does not take top_k: not sent",
+                    preset.name,
+                    preset.top_k,
+                    self.backend,
+                )
+        self.search_defaults = dict(preset.search_defaults)
+        self._builder = self._make_builder()
+
+    async def prepare(self) -> None:
+        """Probe the endpoints (once; with ``probe=True``) and apply what was found.
+
+        Raises:
+            ProviderError: The probe found that no search can run on a server (unreachable,
+                unknown model, neither completions nor chat); the message says why.
+        """
+        if self._prepared:
+            return
+        async with self._prepare_lock:
+            if self._prepared:
+                return
+            server = None if self._auto["backend"] else self.backend
+            secret = self.endpoints._api_key
+            reports = [
+                await cached_probe(e.client, self.model, server=server, secret=secret)
+                for e in self.endpoints.endpoints
+            ]
+            for endpoint, report in zip(self.endpoints.endpoints, reports, strict=True):
+                if report.fatal is not None:
+                    raise ProviderError(f"probe: {report.fatal}")
+                if not endpoint.n_explicit and report.n != "unknown":
+                    endpoint.supports_n = report.n == "yes"
+                if report.usage in ("every_choice", "one_choice"):
+                    endpoint.usage_one_choice = report.usage == "one_choice"
+                endpoint.tokenizer = report.tokenizer
+            report = reports[0]
+            self.report = report
+            if self._auto["backend"]:
+                self.backend = cast(Backend, report.server)
+            if self._auto["mode"]:
+                self.mode = cast(Mode, report.mode)
+                if self.mode == "ollama_raw":
+                    for endpoint in self.endpoints.endpoints:
+                        endpoint.supports_n, endpoint.n_explicit = False, True
+            if report.stop in ("kept", "trimmed") and self.mode in ("completions",):
+                self._keeps = report.stop == "kept"
+            self._builder = self._make_builder()
+            if self._auto["preset"]:
+                preset = PRESETS[
+                    report.preset if self.mode in ("completions", "ollama_raw") else "chat_steps"
+                ]
+                self.use_preset(preset)
+            self._prepared = True
 
     def __repr__(self) -> str:
         return f"OpenAIProvider({self.model!r}, mode={self.mode!r}, {self.endpoints!r})"
@@ -137,6 +264,8 @@ class OpenAIProvider(UsesEndpoints):
     @property
     def keeps_delimiter(self) -> bool:
         """Whether the server is asked to keep stop strings in the text."""
+        if self._keeps is not None:
+            return self._keeps
         return self.backend in ("vllm", "sglang") and self.mode != "ollama_raw"
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
@@ -151,6 +280,7 @@ class OpenAIProvider(UsesEndpoints):
             ProviderTimeout: A request ran past ``timeout_s`` on every attempt.
             ProviderError: A malformed answer.
         """
+        await self.prepare()
         prompt = await self._prompt(request)
         path = _PATHS[self.mode]
         at_root = self.mode == "ollama_raw"
@@ -222,7 +352,62 @@ class OpenAIProvider(UsesEndpoints):
         choices, prompt_tokens, completion_tokens = await self._builder.send(
             endpoint, request, prompt, n=n, seed=seed
         )
-        return self._completions(choices, request, prompt_tokens, completion_tokens)
+        counts = None
+        if len(choices) > 1 and self._usage_counts_one_choice(endpoint):
+            counts = await self._count_choices(endpoint, choices, request, completion_tokens)
+        return self._completions(choices, request, prompt_tokens, completion_tokens, counts)
+
+    def _usage_counts_one_choice(self, endpoint: Endpoint) -> bool:
+        """Whether this endpoint's ``usage.completion_tokens`` covers only one choice: as the
+        probe found, else as llama-server is known to do."""
+        if endpoint.usage_one_choice is not None:
+            return endpoint.usage_one_choice
+        return self.backend == "llama_server"
+
+    async def _count_choices(
+        self, endpoint: Endpoint, choices: list[Choice], request: StepRequest, reported: int
+    ) -> list[int]:
+        """Each choice's completion tokens: ``max_tokens`` for one cut at the limit, else the
+        server's tokenizer, else an estimate from the reported count and the text lengths."""
+        tokenizer: Tokenizer | None = endpoint.tokenizer
+        if tokenizer is None and self.backend == "llama_server" and not endpoint.tokenizer_failed:
+            tokenizer = "tokenize_content"
+        counts: list[int | None] = [
+            request.max_tokens if c.finish_reason == "length" else None for c in choices
+        ]
+        todo = [i for i, k in enumerate(counts) if k is None]
+        if tokenizer is not None and todo:
+
+            def count(i: int) -> Any:
+                async def op() -> int:
+                    return await count_tokens(
+                        endpoint.client, endpoint.root_url, self.model, tokenizer, choices[i].text
+                    )
+
+                return op
+
+            try:
+                got = await gather([count(i) for i in todo])
+            except (openai.OpenAIError, ValueError) as exc:
+                endpoint.tokenizer, endpoint.tokenizer_failed = None, True
+                logger.warning(
+                    "%s: tokenizing choices failed (%s); estimating their tokens instead",
+                    endpoint.base_url,
+                    type(exc).__name__,
+                )
+            else:
+                for i, k in zip(todo, got, strict=True):
+                    counts[i] = k
+                    if choices[i].text and k == 0:
+                        counts[i] = 1
+        rest = [i for i, k in enumerate(counts) if k is None]
+        if rest:
+            # The reported count is one choice's: scale it by each text's length.
+            lengths = [len(choices[i].text) for i in rest]
+            mean = max(1.0, sum(lengths) / len(lengths))
+            for i, length in zip(rest, lengths, strict=True):
+                counts[i] = max(1 if length else 0, round(reported * length / mean))
+        return [int(k or 0) for k in counts]
 
     def _completions(
         self,
@@ -230,6 +415,7 @@ class OpenAIProvider(UsesEndpoints):
         request: StepRequest,
         prompt_tokens: int,
         completion_tokens: int,
+        counts: list[int] | None = None,
     ) -> list[StepCompletion]:
         steps = [
             to_step(
@@ -242,7 +428,11 @@ class OpenAIProvider(UsesEndpoints):
             for c in choices
         ]
         prompt_parts = split_tokens(prompt_tokens, [1] * len(steps))
-        completion_parts = split_tokens(completion_tokens, [len(c.text) for c in choices])
+        completion_parts = (
+            counts
+            if counts is not None
+            else split_tokens(completion_tokens, [len(c.text) for c in choices])
+        )
         return [
             StepCompletion(text=text, finish_reason=reason, prompt_tokens=p, completion_tokens=k)
             for (text, reason), p, k in zip(steps, prompt_parts, completion_parts, strict=True)

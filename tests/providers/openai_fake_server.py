@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,6 +51,15 @@ class Flavor:
     stop_style: StopStyle = "vllm"
     latency_s: float = 0.0
     eos_token_id: int = 2
+    usage: Literal["every_choice", "one_choice"] = "every_choice"
+    """``one_choice``: ``usage.completion_tokens`` counts only the last choice of a request with
+    ``n > 1``, as llama-server does."""
+    server: Literal["llama_server", "vllm", "none"] = "none"
+    """What identifies the server: llama-server's ``/props``, ``/tokenize`` (words) and
+    ``timings`` (``cache_n``: the words shared with the previous prompt); vLLM's ``owned_by``
+    in ``/v1/models``; or nothing."""
+    completions: bool = True
+    """Serve raw ``/v1/completions`` (False: 404, as a chat-only API)."""
 
 
 @dataclass
@@ -116,6 +126,13 @@ class FakeApp:
         self.max_in_flight = 0
         self.usage_sent: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         """Token usage of every successful answer, summed."""
+        self.generated_tokens = 0
+        """Completion tokens (words) of every choice actually generated, whatever usage says."""
+        self.continuation: Callable[[str, int], tuple[str, bool]] | None = None
+        """A deterministic model instead of :attr:`script`: the whole text choice ``i`` would
+        write after this prompt (or the last message) and whether it then ends (EOS); the
+        server cuts it at the first stop string and at ``max_tokens`` words, as a real one."""
+        self._last_prompt = ""
 
     def hung_up(self, path: str) -> None:
         """Record a request whose client went away before the answer."""
@@ -163,6 +180,15 @@ class FakeApp:
             self.in_flight -= 1
 
     def _route(self, path: str, body: Any) -> Reply:
+        server = self.flavor.server
+        if path == "/v1/models" and server == "vllm":
+            return Reply(200, {"object": "list", "data": [{"id": "m", "owned_by": "vllm"}]})
+        if path == "/props" and server == "llama_server":
+            return Reply(200, {"default_generation_settings": {}, "total_slots": 4})
+        if path == "/tokenize" and server == "llama_server":
+            return Reply(200, {"tokens": list(range(_words(body["content"])))})
+        if path == "/v1/completions" and not self.flavor.completions:
+            return Reply(404, {"error": {"message": "no route /v1/completions"}})
         if path == "/v1/completions":
             return self._generate(body, chat=False)
         if path == "/v1/chat/completions":
@@ -235,9 +261,11 @@ class FakeApp:
             labels = self.logprobs_for(prompt)
             want_logprobs = body.get("logprobs") and labels  # {}: a server without logprobs
             for i in range(n):
-                sample = self.script(prompt, i)
+                sample = self._sample(prompt, i, stops, int(body.get("max_tokens") or 16))
                 text, extra = self._sample_text(sample, stops, keep)
-                completion_tokens += _words(text)
+                self.generated_tokens += _words(text)
+                if self.flavor.usage == "every_choice" or i == n - 1:
+                    completion_tokens += _words(text)
                 finish = "length" if sample.end == "length" else "stop"
                 choice: dict[str, Any] = {"index": j * n + i, "finish_reason": finish, **extra}
                 if chat:
@@ -263,17 +291,38 @@ class FakeApp:
         kind = "chat.completion" if chat else "text_completion"
         usage = {"prompt_tokens": _words(prompt), "completion_tokens": completion_tokens}
         usage["total_tokens"] = usage["prompt_tokens"] + completion_tokens
-        return Reply(
-            200,
-            {
-                "id": "fake",
-                "object": kind,
-                "created": 0,
-                "model": body["model"],
-                "choices": choices,
-                "usage": usage,
-            },
-        )
+        answer: dict[str, Any] = {
+            "id": "fake",
+            "object": kind,
+            "created": 0,
+            "model": body["model"],
+            "choices": choices,
+            "usage": usage,
+        }
+        if self.flavor.server == "llama_server":
+            shared = 0
+            for a, b in zip(prompt.split(), self._last_prompt.split(), strict=False):
+                if a != b:
+                    break
+                shared += 1
+            answer["timings"] = {"cache_n": shared, "prompt_n": _words(prompt) - shared}
+        self._last_prompt = prompt
+        return Reply(200, answer)
+
+    def _sample(self, prompt: str, i: int, stops: list[str], max_tokens: int) -> Sample:
+        """Choice ``i``: from :attr:`continuation` (cut at a stop and at ``max_tokens`` words)
+        when set, else from :attr:`script`."""
+        if self.continuation is None:
+            return self.script(prompt, i)
+        text, eos = self.continuation(prompt, i)
+        end: Literal["stop", "eos", "length"] = "eos" if eos else "length"
+        found = [(text.find(s), s) for s in stops if s and s in text]
+        if found:
+            text, end = text[: min(found)[0]], "stop"
+        words = list(re.finditer(r"\S+", text))
+        if len(words) > max_tokens:
+            text, end = text[: words[max_tokens - 1].end()], "length"
+        return Sample(text, end)
 
     def _pooling(self, body: dict[str, Any]) -> Reply:
         inputs = body["input"]
