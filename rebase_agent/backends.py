@@ -49,8 +49,11 @@ def scripted_backend(**options: str) -> tuple[Provider, Scorer]:
     from rebase_agent.testing import ScriptedProvider, ScriptedScorer
 
     answers = options.get("answers", "42,41,24").split(",")
-    provider = ScriptedProvider(depth=int(options.get("depth", "3")), answers=answers)
-    return provider, ScriptedScorer(rules={answers[0]: 0.9})
+    # A server runs this double for as long as it is up: keep a bounded record of requests.
+    provider = ScriptedProvider(
+        depth=int(options.get("depth", "3")), answers=answers, max_recorded=1000
+    )
+    return provider, ScriptedScorer(rules={answers[0]: 0.9}, max_recorded=1000)
 
 
 def arithmetic_sim_backend(**options: str) -> tuple[Provider, Scorer]:

@@ -20,6 +20,7 @@ import inspect
 import random
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import anyio
 
@@ -44,9 +45,13 @@ class _Recorder:
 
     __test__ = False
 
-    def __init__(self, gate: anyio.Event | None, latency: float) -> None:
+    def __init__(
+        self, gate: anyio.Event | None, latency: float, max_recorded: int | None = None
+    ) -> None:
         self.gate = gate
         self.latency = latency
+        self.max_recorded = max_recorded
+        """Keep only the last this many requests (``None``: all), for long-running servers."""
         self.in_flight = 0
         self.max_in_flight = 0
         self.cancelled = 0
@@ -67,6 +72,11 @@ class _Recorder:
     def _exit(self) -> None:
         self.in_flight -= 1
 
+    def _record(self, log: list[Any], request: object) -> None:
+        log.append(request)
+        if self.max_recorded is not None and len(log) > self.max_recorded:
+            del log[: len(log) - self.max_recorded]
+
 
 class ScriptedProvider(_Recorder):
     """A deterministic policy that reaches an answer after ``depth`` steps.
@@ -84,6 +94,7 @@ class ScriptedProvider(_Recorder):
         latency: Seconds every request sleeps.
         script: Replaces the default steps: ``script(request, index)`` returns the step text or
             a full :class:`StepCompletion`.
+        max_recorded: Keep only the last this many requests in ``requests`` (``None``: all).
     """
 
     def __init__(
@@ -95,8 +106,9 @@ class ScriptedProvider(_Recorder):
         gate: anyio.Event | None = None,
         latency: float = 0.0,
         script: Callable[[StepRequest, int], str | StepCompletion] | None = None,
+        max_recorded: int | None = None,
     ) -> None:
-        super().__init__(gate, latency)
+        super().__init__(gate, latency, max_recorded)
         self.depth = depth
         self.answers = tuple(answers)
         self.seed = seed
@@ -105,7 +117,7 @@ class ScriptedProvider(_Recorder):
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Return ``request.n`` scripted steps."""
-        self.requests.append(request)
+        self._record(self.requests, request)
         await self._enter()
         try:
             return [self._complete(request, i) for i in range(request.n)]
@@ -151,6 +163,7 @@ class ScriptedScorer(_Recorder):
         default_range: Range of the hashed score of steps no rule matches.
         gate: If given, every call waits for this event.
         latency: Seconds every call sleeps.
+        max_recorded: Keep only the last this many requests in ``requests`` (``None``: all).
     """
 
     def __init__(
@@ -160,15 +173,16 @@ class ScriptedScorer(_Recorder):
         default_range: tuple[float, float] = (0.1, 0.7),
         gate: anyio.Event | None = None,
         latency: float = 0.0,
+        max_recorded: int | None = None,
     ) -> None:
-        super().__init__(gate, latency)
+        super().__init__(gate, latency, max_recorded)
         self.rules = dict(rules or {})
         self.default_range = default_range
         self.requests: list[ScoreRequest] = []
 
     async def score(self, request: ScoreRequest) -> list[list[float]]:
         """One score per step of each solution."""
-        self.requests.append(request)
+        self._record(self.requests, request)
         await self._enter()
         try:
             return [
@@ -207,7 +221,7 @@ class FunctionProvider(_Recorder):
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Call the function and wrap plain strings as completions."""
-        self.requests.append(request)
+        self._record(self.requests, request)
         await self._enter()
         try:
             out = self.function(request)
@@ -236,7 +250,7 @@ class FunctionScorer(_Recorder):
 
     async def score(self, request: ScoreRequest) -> list[list[float]]:
         """Call the function."""
-        self.requests.append(request)
+        self._record(self.requests, request)
         await self._enter()
         try:
             out = self.function(request)

@@ -1,29 +1,44 @@
 """REBASE behind an OpenAI-compatible HTTP API, for agent frameworks.
 
-``POST /v1/chat/completions`` and ``POST /v1/completions`` run a search on the route (model)
-the request names; the last user message (or the prompt) is the problem and the chosen solution
-is the reply. ``GET /v1/models`` lists the routes (with their backend and strategy, and
-``test_double: true`` for a route on a test double), ``GET /health`` answers without auth.
+``POST /v1/chat/completions``, ``POST /v1/completions`` and ``POST /v1/responses`` run a search
+on the route (model) the request names; the last user turn (or the prompt) is the problem, the
+earlier turns its context, and the chosen solution is the reply. Every request field is
+implemented or refused with a 400 naming it (see :mod:`rebase_server.openai_api`). A route with
+``forward_tools`` forwards tool-calling chat turns to its policy endpoint unchanged.
+``GET /v1/models`` and ``GET /v1/models/{id}`` describe the routes (with their backend and
+strategy, and ``test_double: true`` for a route on a test double); ``GET /health`` answers
+without auth.
 
-Every search runs in the request's own task. A client that disconnects cancels its search and
-every provider and scorer request the search had in flight. ``stream: true`` sends SSE comments
-with the progress of each depth (and a keep-alive comment while a depth is slow), then the answer
-as chunks, then ``data: [DONE]``.
+Bodies must be ``application/json`` (415 otherwise: a cross-site ``text/plain`` POST from a web
+page cannot start a search), valid UTF-8 JSON without lone surrogates, at most
+``max_body_bytes`` long and 64 levels deep; any other body gets a 400, never a 500. Errors,
+404 and 405 included, use OpenAI's JSON shape.
+
+Every search runs in the request's own task, within ``request_timeout_s``. A client that
+disconnects cancels its search and every provider and scorer request the search had in flight.
+``stream: true`` sends SSE comments with the progress of each depth (and a keep-alive comment
+while a depth is slow), then the answer as chunks, then ``data: [DONE]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
+import httpx2
 from anyio import CancelScope
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -32,43 +47,84 @@ from starlette.types import Receive, Scope, Send
 from rebase_agent import (
     DepthStats,
     Provider,
-    RebaseConfig,
     RebaseSearch,
     Scorer,
     SearchFailed,
     SearchResult,
     SearchTimeout,
 )
-from rebase_agent.backends import aclose, is_double, load_backend, search_defaults
-from rebase_agent.scorers import with_check
+from rebase_agent.backends import aclose, is_double
 from rebase_server import openai_api as api
 from rebase_server.config import RouteConfig, ServerConfig
+from rebase_server.openai_api import ApiError, Kind
+from rebase_server.routes import SettingError, build_searches, customise
 
 __all__ = ("ApiError", "create_app")
 
-Kind = Literal["chat", "text"]
+logger = logging.getLogger(__name__)
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of a request body (OpenAI's own bodies, tool schemas included, stay far
+below it)."""
 
 
-class ApiError(Exception):
-    """An error answered in OpenAI's JSON shape."""
+def safe_sender(send: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``send`` that drops the item once the receiving side is gone.
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = api.error_body(message, type=type, param=param, code=code)
-        self.headers = dict(headers or {})
+    The search reports a round from a ``finally`` even while it is being cancelled (the client
+    left); sending on the closed stream then must not turn the cancellation into an error.
+    """
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+    def sender(item: Any) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            send(item)
+
+    return sender
+
+
+def check_json(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse bodies nested deeper than ``max_depth`` or holding a string that is not valid
+    Unicode (a lone surrogate, which JSON's ``\\ud800`` escapes can carry).
+
+    Raises:
+        ApiError: 400, naming where.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if depth > max_depth:
+            raise ApiError(400, f"request body is nested deeper than {max_depth} levels")
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                where = path.lstrip(".") or "the body"
+                raise ApiError(
+                    400,
+                    f"{where}: the string holds a lone surrogate (an unpaired \\ud800-\\udfff "
+                    "escape), which is not valid Unicode",
+                    param=path.lstrip(".") or None,
+                ) from None
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, depth + 1, f"{path}.<key>"))
+                stack.append((child, depth + 1, f"{path}.{key}"))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                stack.append((child, depth + 1, f"{path}[{index}]"))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a reply is written: its endpoint and the fields that shape it."""
+
+    kind: Kind
+    model: str
+    n: int = 1
+    stops: tuple[str, ...] = ()
+    include_usage: bool = False
+    responses: api.ResponsesRequest | None = None
+    """The request, for ``/v1/responses`` (its reply echoes some fields)."""
 
 
 class _Server:
@@ -78,26 +134,11 @@ class _Server:
         self.config = config
         self.token = config.bearer_token()
         self.routes = config.routes
-        self.searches: dict[str, RebaseSearch] = {}
-        for name, route in config.routes.items():
-            if backends is not None and name in backends:
-                provider, scorer = backends[name]
-            else:
-                provider, scorer = load_backend(route.backend)(**route.options)
-                scorer = with_check(scorer, route.check)
-            # The backend's recommended search fields, under the route's own (as solve, eval).
-            search_config = RebaseConfig(
-                **(search_defaults(provider) | route.search.model_dump(exclude_unset=True))
-            )
-            if config.request_timeout_s is not None:
-                search_config = search_config.model_copy(
-                    update={"timeout_s": config.request_timeout_s}
-                )
-            self.searches[name] = RebaseSearch(
-                provider, scorer, search_config, strategy=route.strategy
-            )
+        self.searches: dict[str, RebaseSearch] = build_searches(config, backends)
         self.searches_running = anyio.CapacityLimiter(config.max_concurrent_searches)
         self.heartbeat_s = 10.0
+        self.http: httpx2.AsyncClient | None = None
+        """The client that forwards tool turns, opened by the app's lifespan."""
 
     # --- request handling -------------------------------------------------------------------
 
@@ -117,6 +158,14 @@ class _Server:
             )
 
     async def read_body(self, request: Request) -> Any:
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise ApiError(
+                415,
+                "the body must be JSON, sent with Content-Type: application/json "
+                f"(got {media_type or 'no content type'!r})",
+                code="unsupported_media_type",
+            )
         limit = self.config.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -127,9 +176,17 @@ class _Server:
             if len(body) > limit:
                 raise ApiError(413, f"request body over {limit} bytes", code="body_too_large")
         try:
-            return json.loads(body)
+            data = json.loads(body)
+        except RecursionError:
+            raise ApiError(
+                400, f"request body is nested deeper than {MAX_JSON_DEPTH} levels"
+            ) from None
         except ValueError as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        check_json(data)
+        if not isinstance(data, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return data
 
     def parse(self, model: type[BaseModel], data: Any) -> Any:
         try:
@@ -137,9 +194,10 @@ class _Server:
         except ValidationError as exc:
             error = exc.errors()[0]
             param = ".".join(str(part) for part in error["loc"])
-            raise ApiError(400, f"{param}: {error['msg']}", param=param) from exc
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raise ApiError(400, f"{param}: {message}", param=param or None) from None
 
-    def search_for(self, model: str, overrides: api.SearchOverrides) -> RebaseSearch:
+    def route(self, model: str) -> RouteConfig:
         if model not in self.searches:
             raise ApiError(
                 404,
@@ -147,63 +205,39 @@ class _Server:
                 param="model",
                 code="model_not_found",
             )
-        route: RouteConfig = self.routes[model]
-        search = self.searches[model]
-        update: dict[str, Any] = {}
-        if overrides.budget is not None:
-            if overrides.budget > route.max_budget:
-                raise ApiError(
-                    400,
-                    f"rebase.budget {overrides.budget} is over this model's limit "
-                    f"{route.max_budget}",
-                    param="rebase.budget",
-                    code="budget_too_large",
-                )
-            update["budget"] = overrides.budget
-        if overrides.balance_temperature is not None:
-            if overrides.balance_temperature > route.max_balance_temperature:
-                raise ApiError(
-                    400,
-                    f"rebase.balance_temperature {overrides.balance_temperature} is over "
-                    f"this model's limit {route.max_balance_temperature}",
-                    param="rebase.balance_temperature",
-                )
-            update["balance_temperature"] = overrides.balance_temperature
-        if not update:
-            return search
-        try:
-            return search.with_config(search.config.model_copy(update=update))
-        except ValidationError as exc:
-            raise ApiError(400, str(exc.errors()[0]["msg"]), param="rebase") from exc
+        return self.routes[model]
 
     async def completions(self, request: Request, kind: Kind) -> Response:
         try:
             self.authorize(request)
             data = await self.read_body(request)
-            model = api.ChatCompletionRequest if kind == "chat" else api.CompletionRequest
+            model = _REQUESTS[kind]
             body = self.parse(model, data)
-            search = self.search_for(body.model, body.rebase)
-            try:
-                problem = body.problem()
-            except ValueError as exc:
-                raise ApiError(400, str(exc), param="messages") from exc
+            route = self.route(body.model)
+            if (
+                isinstance(body, api.ChatCompletionRequest)
+                and route.forward_tools is not None
+                and body.tool_fields()
+            ):
+                return await self.forward(request, route, body.model, data)
+            body.check()
+            problem = body.problem()
             if not problem.strip():
-                raise ApiError(400, "the problem is empty", param="messages")
+                raise ApiError(400, "the problem is empty", param=_problem_param(kind))
             try:
-                self.searches_running.acquire_nowait()
-            except anyio.WouldBlock:
-                raise ApiError(
-                    429,
-                    f"{self.config.max_concurrent_searches} searches are already running; "
-                    "retry later",
-                    type="rate_limit_error",
-                    code="too_many_searches",
-                    headers={"Retry-After": "1"},
-                ) from None
+                search = customise(self.searches[body.model], route, body.settings())
+            except SettingError as exc:
+                raise ApiError(400, str(exc), param=exc.param, code=exc.code) from None
+            shape = _Shape(kind, body.model)
+            if isinstance(body, api.ResponsesRequest):
+                shape = _Shape(kind, body.model, responses=body)
+            if isinstance(body, api.ChatCompletionRequest | api.CompletionRequest):
+                shape = _Shape(kind, body.model, body.n, tuple(body.stops()), body.include_usage())
+            self.acquire_slot()
         except ApiError as exc:
             return exc.response()
         if body.stream:
-            return _SearchStream(self, search, problem, kind, body.model)
+            return _SearchStream(self, search, problem, shape)
         try:
             result = await self.solve_until_disconnect(request, search, problem)
         except ApiError as exc:
@@ -212,7 +246,21 @@ class _Server:
             self.searches_running.release()
         if result is None:  # the client left; nobody reads this
             return Response(status_code=499)
-        return JSONResponse(_final_body(result, kind, body.model))
+        if kind == "responses":
+            return JSONResponse(api.responses_body(result, body, body.model))
+        return JSONResponse(_final_body(result, shape))
+
+    def acquire_slot(self) -> None:
+        try:
+            self.searches_running.acquire_nowait()
+        except anyio.WouldBlock:
+            raise ApiError(
+                429,
+                f"{self.config.max_concurrent_searches} searches are already running; retry later",
+                type="rate_limit_error",
+                code="too_many_searches",
+                headers={"Retry-After": "1"},
+            ) from None
 
     async def solve_until_disconnect(
         self, request: Request, search: RebaseSearch, problem: str
@@ -230,27 +278,96 @@ class _Server:
             raise error
         return result
 
+    async def forward(
+        self, request: Request, route: RouteConfig, name: str, data: dict[str, Any]
+    ) -> Response:
+        """Send a tool-calling turn to the route's ``forward_tools`` endpoint, unchanged but
+        for the model name (and without the ``rebase`` field), and relay its answer."""
+        forward = route.forward_tools
+        if forward is None or self.http is None:  # the app's lifespan did not run
+            raise ApiError(
+                503, "the server is not started", type="server_error", code="not_started"
+            )
+        payload = {k: v for k, v in data.items() if k != "rebase"}
+        payload["model"] = forward.model or name
+        headers = {"content-type": "application/json"}
+        if forward.api_key_env:
+            key = os.environ.get(forward.api_key_env)
+            if not key:
+                raise ApiError(
+                    500,
+                    f"this route forwards tool turns with the key in {forward.api_key_env!r}, "
+                    "which is not set",
+                    type="server_error",
+                    code="forward_misconfigured",
+                )
+            headers["authorization"] = f"Bearer {key}"
+        upstream = self.http.build_request(
+            "POST",
+            forward.base_url.rstrip("/") + "/chat/completions",
+            json=payload,
+            headers=headers,
+            timeout=forward.timeout_s,
+        )
+        if payload.get("stream"):
+            return _ForwardStream(self.http, upstream)
+        try:
+            reply = await self.http.send(upstream)
+        except httpx2.HTTPError as exc:
+            raise ApiError(
+                502,
+                f"the route's tool endpoint failed: {type(exc).__name__}",
+                type="server_error",
+                code="forward_failed",
+            ) from None
+        return Response(
+            reply.content,
+            status_code=reply.status_code,
+            media_type=reply.headers.get("content-type", "application/json"),
+        )
+
+    def model_card(self, name: str, route: RouteConfig) -> dict[str, Any]:
+        return {
+            "id": name,
+            "object": "model",
+            "created": api.now(),
+            "owned_by": "rebase-agent",
+            "rebase": {
+                "backend": route.backend,
+                "strategy": route.strategy,
+                "test_double": is_double(route.backend),
+                "forwards_tools": route.forward_tools is not None,
+            },
+        }
+
     async def models(self, request: Request) -> Response:
         try:
             self.authorize(request)
         except ApiError as exc:
             return exc.response()
-        created = api.now()
-        data = [
-            {
-                "id": name,
-                "object": "model",
-                "created": created,
-                "owned_by": "rebase-agent",
-                "rebase": {
-                    "backend": route.backend,
-                    "strategy": route.strategy,
-                    "test_double": is_double(route.backend),
-                },
-            }
-            for name, route in self.routes.items()
-        ]
+        data = [self.model_card(name, route) for name, route in self.routes.items()]
         return JSONResponse({"object": "list", "data": data})
+
+    async def model(self, request: Request) -> Response:
+        try:
+            self.authorize(request)
+            name = request.path_params["model"]
+            return JSONResponse(self.model_card(name, self.route(name)))
+        except ApiError as exc:
+            return exc.response()
+
+
+_REQUESTS: dict[
+    Kind, type[api.ChatCompletionRequest] | type[api.CompletionRequest] | type[api.ResponsesRequest]
+] = {
+    "chat": api.ChatCompletionRequest,
+    "text": api.CompletionRequest,
+    "responses": api.ResponsesRequest,
+}
+
+
+def _problem_param(kind: Kind) -> str:
+    return {"chat": "messages", "text": "prompt", "responses": "input"}[kind]
 
 
 async def _solve(search: RebaseSearch, problem: str, **kwargs: Any) -> SearchResult:
@@ -273,25 +390,15 @@ async def _cancel_on_disconnect(receive: Receive, scope: CancelScope) -> None:
             return
 
 
-def _choice(result: SearchResult, kind: Kind) -> dict[str, Any]:
-    text = result.solution or ""
-    finish = "stop" if result.solution is not None else "length"
-    if kind == "chat":
-        return {
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish,
-        }
-    return {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-
-
-def _final_body(result: SearchResult, kind: Kind, model: str) -> dict[str, Any]:
+def _final_body(result: SearchResult, shape: _Shape) -> dict[str, Any]:
+    texts = api.solutions(result, shape.n, shape.stops)
+    chat = shape.kind == "chat"
     return {
-        "id": api.completion_id(kind),
-        "object": "chat.completion" if kind == "chat" else "text_completion",
+        "id": api.completion_id(shape.kind),
+        "object": "chat.completion" if chat else "text_completion",
         "created": api.now(),
-        "model": model,
-        "choices": [_choice(result, kind)],
+        "model": shape.model,
+        "choices": api.chat_choices(texts) if chat else api.text_choices(texts),
         "usage": api.usage(result),
         "rebase": api.summary(result),
     }
@@ -302,16 +409,16 @@ class _SearchStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, server: _Server, search: RebaseSearch, problem: str, kind: Kind, model: str):
+    def __init__(self, server: _Server, search: RebaseSearch, problem: str, shape: _Shape):
         super().__init__()
         # No Content-Length: the body is streamed until the search ends.
         self.raw_headers = [
             (b"content-type", b"text/event-stream; charset=utf-8"),
             (b"cache-control", b"no-cache"),
         ]
-        self.server, self.search, self.problem = server, search, problem
-        self.kind, self.model = kind, model
-        self.id = api.completion_id(kind)
+        self.server, self.search, self.problem, self.shape = server, search, problem, shape
+        self.id = api.completion_id(shape.kind)
+        self.sequence = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def write(event: str) -> None:
@@ -333,7 +440,8 @@ class _SearchStream(Response):
                             except anyio.EndOfStream:
                                 break
                         await write(self._event(item))
-                await write("data: [DONE]\n\n")
+                if self.shape.responses is None:
+                    await write("data: [DONE]\n\n")
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 tg.cancel_scope.cancel()
         finally:
@@ -345,39 +453,142 @@ class _SearchStream(Response):
         if isinstance(item, DepthStats):
             live = item.children - item.finished
             return f": depth {item.depth + 1}: {live} live, {item.finished} finished\n\n"
+        if self.shape.responses is not None:
+            return "".join(
+                f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                for event in self._response_events(item)
+            )
         if isinstance(item, ApiError):
             return f"data: {json.dumps(item.body)}\n\n"
         return "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in self._chunks(item))
 
+    def _response_events(self, item: SearchResult | ApiError) -> list[dict[str, Any]]:
+        """The Responses API's stream events for the answer (or the error)."""
+        assert self.shape.responses is not None
+        if isinstance(item, ApiError):
+            error = item.body["error"]
+            fields = {k: error[k] for k in ("code", "message", "param")}
+            # The Responses API's error event, with OpenAI's error object too, so that
+            # clients raise it rather than pass it on as an event.
+            events: list[dict[str, Any]] = [{"type": "error", **fields, "error": error}]
+        else:
+            final = api.responses_body(item, self.shape.responses, self.shape.model)
+            message = final["output"][0]
+            part = message["content"][0]
+            started = {**final, "status": "in_progress", "output": [], "usage": None}
+            ids = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+            empty_part = {**part, "text": ""}
+            events = [
+                {"type": "response.created", "response": started},
+                {"type": "response.in_progress", "response": started},
+                {
+                    "type": "response.output_item.added",
+                    "output_index": 0,
+                    "item": {**message, "status": "in_progress", "content": []},
+                },
+                {"type": "response.content_part.added", **ids, "part": empty_part},
+                {"type": "response.output_text.delta", **ids, "delta": part["text"]},
+                {"type": "response.output_text.done", **ids, "text": part["text"]},
+                {"type": "response.content_part.done", **ids, "part": part},
+                {"type": "response.output_item.done", "output_index": 0, "item": message},
+                {"type": "response.completed", "response": final},
+            ]
+        for event in events:
+            event["sequence_number"] = self.sequence
+            self.sequence += 1
+        return events
+
     async def _search(self, tx: Any) -> None:
+        send = safe_sender(tx.send_nowait)
         async with tx:
             try:
-                result = await _solve(self.search, self.problem, on_round=tx.send_nowait)
+                result = await _solve(self.search, self.problem, on_round=send)
             except ApiError as exc:
-                tx.send_nowait(exc)
+                send(exc)
             else:
-                tx.send_nowait(result)
+                send(result)
 
     def _chunks(self, result: SearchResult) -> list[dict[str, Any]]:
-        choice = _choice(result, self.kind)
-        base = {"id": self.id, "created": api.now(), "model": self.model}
-        if self.kind == "chat":
+        texts = api.solutions(result, self.shape.n, self.shape.stops)
+        base = {"id": self.id, "created": api.now(), "model": self.shape.model}
+        chunks: list[dict[str, Any]] = []
+        if self.shape.kind == "chat":
             base["object"] = "chat.completion.chunk"
-            delta = {"index": 0, "delta": choice["message"], "finish_reason": None}
-            final = {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}
+            for i, (text, _) in enumerate(texts):
+                delta = {"role": "assistant", "content": text}
+                chunks.append(
+                    {**base, "choices": [{"index": i, "delta": delta, "finish_reason": None}]}
+                )
+            for i, (_, finish) in enumerate(texts):
+                final = {"index": i, "delta": {}, "finish_reason": finish}
+                chunks.append({**base, "choices": [final]})
         else:
             base["object"] = "text_completion"
-            delta = {"index": 0, "text": choice["text"], "finish_reason": None, "logprobs": None}
-            final = {
-                "index": 0,
-                "text": "",
-                "finish_reason": choice["finish_reason"],
-                "logprobs": None,
-            }
-        return [
-            {**base, "choices": [delta]},
-            {**base, "choices": [final], "usage": api.usage(result), "rebase": api.summary(result)},
-        ]
+            for i, (text, _) in enumerate(texts):
+                choice = {"index": i, "text": text, "finish_reason": None, "logprobs": None}
+                chunks.append({**base, "choices": [choice]})
+            for i, (_, finish) in enumerate(texts):
+                final = {"index": i, "text": "", "finish_reason": finish, "logprobs": None}
+                chunks.append({**base, "choices": [final]})
+        chunks[-1]["rebase"] = api.summary(result)
+        if self.shape.include_usage:
+            chunks.append({**base, "choices": [], "usage": api.usage(result)})
+        return chunks
+
+
+class _ForwardStream(Response):
+    """Relays a streamed tool turn from the route's ``forward_tools`` endpoint, byte for byte;
+    a client that leaves closes the upstream request."""
+
+    def __init__(self, http: httpx2.AsyncClient, upstream: httpx2.Request) -> None:
+        super().__init__()
+        self.http, self.upstream = http, upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            try:
+                reply = await self.http.send(self.upstream, stream=True)
+            except httpx2.HTTPError as exc:
+                error = ApiError(
+                    502,
+                    f"the route's tool endpoint failed: {type(exc).__name__}",
+                    type="server_error",
+                    code="forward_failed",
+                )
+                await error.response()(scope, receive, send)
+                tg.cancel_scope.cancel()
+                return
+            try:
+                content_type = reply.headers.get("content-type", "text/event-stream")
+                headers = [(b"content-type", content_type.encode("latin-1"))]
+                start = {"type": "http.response.start", "status": reply.status_code}
+                await send({**start, "headers": headers})
+                try:
+                    async for chunk in reply.aiter_raw():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except httpx2.HTTPError:
+                    logger.warning("the tool endpoint's stream broke off")
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finally:
+                with CancelScope(shield=True):
+                    await reply.aclose()
+            tg.cancel_scope.cancel()
+
+
+def _error_handler(status_codes: Mapping[int, str]) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            code = status_codes.get(exc.status_code, "error")
+            message = {
+                404: f"no route {request.url.path!r}",
+                405: f"{request.method} is not allowed on {request.url.path!r}",
+            }.get(exc.status_code, str(exc.detail))
+            return ApiError(exc.status_code, message, code=code, headers=exc.headers).response()
+        logger.error("unexpected error on %s", request.url.path, exc_info=exc)
+        return ApiError(500, "internal server error", type="server_error").response()
+
+    return handle
 
 
 def create_app(
@@ -392,6 +603,9 @@ def create_app(
             embedded Gemma 3 270M) if ``None``.
         backends: Ready-made ``(provider, scorer)`` pairs by route name, instead of building them
             from the route's ``backend`` and ``options`` (for tests and embedding).
+
+    Raises:
+        ConfigError: A route's backend cannot be built, or ``api_key_env`` is not set.
     """
     server = _Server(config or ServerConfig(), backends)
 
@@ -401,22 +615,34 @@ def create_app(
     async def text(request: Request) -> Response:
         return await server.completions(request, "text")
 
+    async def responses(request: Request) -> Response:
+        return await server.completions(request, "responses")
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        for search in server.searches.values():
-            await aclose(search.provider, search.scorer)
+        async with httpx2.AsyncClient() as http:
+            server.http = http
+            try:
+                yield
+            finally:
+                server.http = None
+                for search in server.searches.values():
+                    await aclose(search.provider, search.scorer)
 
+    handler = _error_handler({404: "not_found", 405: "method_not_allowed"})
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", text, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/models", server.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", server.model, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
+        exception_handlers={HTTPException: handler, Exception: handler},
         lifespan=lifespan,
     )
     app.state.server = server

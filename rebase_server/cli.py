@@ -1,33 +1,157 @@
-"""``rebase-agent serve``: run the OpenAI-compatible server with uvicorn."""
+"""``rebase-agent serve`` (the OpenAI-compatible server) and ``rebase-agent mcp`` (the MCP tool).
+
+Both read the same config (routes, caps, key) and fail on a bad one with a single line that names
+the field. Without a bearer token (``REBASE_API_KEY``, or the config's ``api_key_env``) they bind
+only to loopback unless told ``--insecure``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal, TypeVar
+
 import click
-import uvicorn
 
 from rebase_agent._cli_common import note_if_double
-from rebase_server.app import create_app
-from rebase_server.config import ServerConfig, load_config
+from rebase_server.config import (
+    ConfigError,
+    ServerConfig,
+    check_exposure,
+    load_config,
+)
 
-__all__ = ("serve",)
+__all__ = ("mcp", "serve")
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _config_options(function: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--config",
+                "config_path",
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Routes and limits, TOML or YAML (one route on the embedded model if "
+                "omitted).",
+            ),
+            click.option("--host", default=None, help="Overrides the config's host."),
+            click.option(
+                "--port",
+                type=click.IntRange(0, 65535),
+                default=None,
+                help="Overrides the config's port.",
+            ),
+            click.option(
+                "--insecure",
+                is_flag=True,
+                help="Serve beyond loopback without an API key (anyone who can reach the port "
+                "can spend your compute).",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _load(config_path: str | None, host: str | None, port: int | None) -> ServerConfig:
+    """The config with the command line's overrides, or a one-line usage error."""
+    try:
+        config = load_config(config_path) if config_path else ServerConfig()
+        updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        # model_copy keeps which search fields each route set (a backend's recommended fields
+        # apply under them); host and port are checked by click and by uvicorn.
+        config = config.model_copy(update=updates)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for backend in dict.fromkeys(route.backend for route in config.routes.values()):
+        note_if_double(backend)
+    return config
+
+
+def _token(config: ServerConfig, host: str, insecure: bool) -> str | None:
+    try:
+        token = config.bearer_token()
+        check_exposure(host, token, insecure=insecure)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return token
+
+
+def _note_open(token: str | None) -> None:
+    if token is None:
+        click.echo("note: no API key: anyone who can reach the port can run searches", err=True)
 
 
 @click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Routes and limits, TOML or YAML (one route on the embedded model if omitted).",
-)
-@click.option("--host", default=None, help="Overrides the config's host.")
-@click.option("--port", type=int, default=None, help="Overrides the config's port.")
-def serve(config_path: str | None, host: str | None, port: int | None) -> None:
-    """Serve REBASE as an OpenAI-compatible API (chat and text completions, models, health)."""
-    config = load_config(config_path) if config_path else ServerConfig()
-    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
-    config = config.model_copy(update=updates)
-    for backend in dict.fromkeys(route.backend for route in config.routes.values()):
-        note_if_double(backend)
-    app = create_app(config)
+@_config_options
+def serve(config_path: str | None, host: str | None, port: int | None, insecure: bool) -> None:
+    """Serve REBASE as an OpenAI-compatible API (chat and text completions, responses, models,
+    health)."""
+    import uvicorn
+
+    from rebase_server.app import create_app
+
+    config = _load(config_path, host, port)
+    token = _token(config, config.host, insecure)
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _note_open(token)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+
+
+@click.command()
+@_config_options
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio: the client starts this command; http: streamable HTTP on --host/--port.",
+)
+@click.option("--path", "http_path", default="/mcp", show_default=True, help="HTTP endpoint.")
+def mcp(
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    insecure: bool,
+    transport: Literal["stdio", "http"],
+    http_path: str,
+) -> None:
+    """Serve REBASE as an MCP tool, solve(problem, budget, strategy, route), over stdio or
+    streamable HTTP."""
+    import anyio
+
+    try:
+        from rebase_server.mcp_server import RebaseMCP
+    except ImportError as exc:
+        raise click.ClickException(
+            f"rebase-agent mcp needs the mcp extra: pip install 'rebase-agent[mcp]' ({exc})"
+        ) from None
+
+    config = _load(config_path, host, port)
+    token = _token(config, config.host, insecure) if transport == "http" else None
+    try:
+        server = RebaseMCP(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if transport == "http":
+        _note_open(token)
+
+    async def run() -> None:
+        try:
+            if transport == "stdio":
+                await server.server.run_stdio_async()
+            else:
+                import uvicorn
+
+                app = server.http_app(host=config.host, path=http_path)
+                uv = uvicorn.Config(app, host=config.host, port=config.port, log_level="info")
+                await uvicorn.Server(uv).serve()
+        finally:
+            await server.aclose()
+
+    anyio.run(run)

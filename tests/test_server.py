@@ -3,45 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 
 import anyio
 import anyio.to_thread
 import httpx2
 import openai
 import pytest
-import uvicorn
 
-from rebase_agent import Provider, ProviderError, RebaseConfig, Scorer, StepRequest
+from rebase_agent import ProviderError, RebaseConfig, StepRequest
 from rebase_agent.testing import FunctionProvider, ScriptedProvider, ScriptedScorer
 from rebase_server import RouteConfig, ServerConfig, create_app, load_config
+from tests.server.helpers import TOKEN, config, serving
 
 pytestmark = pytest.mark.anyio
-
-TOKEN = "s3cret-token-for-tests"
-
-
-@asynccontextmanager
-async def serving(
-    config: ServerConfig, backends: Mapping[str, tuple[Provider, Scorer]] | None = None
-) -> AsyncIterator[str]:
-    app = create_app(config, backends=backends)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        while not server.started:
-            await anyio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-        server.should_exit = True
-
-
-def config(**kwargs: object) -> ServerConfig:
-    route = RouteConfig(backend="scripted", search=RebaseConfig(budget=4), max_budget=8)
-    return ServerConfig(api_key=TOKEN, routes={"rebase-test": route}, **kwargs)  # type: ignore[arg-type]
 
 
 def client(base: str, key: str = TOKEN) -> openai.AsyncOpenAI:
@@ -68,7 +42,8 @@ async def test_chat_completion_returns_the_solution_usage_and_summary() -> None:
     assert reply.usage is not None and reply.usage.completion_tokens == sum(
         n for n in [summary["usage"]["completion_tokens"]]
     )
-    assert all(r.problem == "What is 6 * 7?" for r in provider.requests)
+    # The system message is context; the last user message is the problem.
+    assert all(r.problem == "system: be brief\n\nuser: What is 6 * 7?" for r in provider.requests)
 
 
 async def test_text_completion_and_models_list() -> None:
@@ -82,6 +57,7 @@ async def test_text_completion_and_models_list() -> None:
         "backend": "scripted",
         "strategy": "rebase",
         "test_double": True,
+        "forwards_tools": False,
     }
 
 
@@ -105,14 +81,19 @@ async def test_streaming_sends_progress_then_the_answer() -> None:
                 model="rebase-test",
                 messages=[{"role": "user", "content": "What is 6 * 7?"}],
                 stream=True,
+                stream_options={"include_usage": True},
             )
             chunks = [chunk async for chunk in stream]
     lines = response.text.split("\n\n")
+    # Without stream_options.include_usage, no usage chunk (as OpenAI).
+    payloads = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert payloads and all("usage" not in p and p["choices"] for p in payloads)
     assert lines[0] == ": search started"
     assert ": depth 1: 4 live, 0 finished" in lines and ": depth 3: 0 live, 4 finished" in lines
     assert lines[-2] == "data: [DONE]"
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert "The answer is" in text
+    assert chunks[-1].choices == []
     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
 
 
@@ -167,7 +148,7 @@ async def test_over_budget_and_bad_requests_get_openai_errors() -> None:
             huge = await raw.post(
                 "/v1/completions",
                 content=b"x" * 2_000_000,
-                headers={"Authorization": f"Bearer {TOKEN}"},
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
             )
     assert over.value.body["param"] == "rebase.budget"  # type: ignore[index]
     assert "limit 8" in over.value.body["message"]  # type: ignore[index]
@@ -286,6 +267,7 @@ async def test_the_server_backed_by_the_local_gemma_model() -> None:
                 model="rebase-gemma",
                 messages=[{"role": "user", "content": "What is 2 + 3?"}],
                 stream=True,
+                stream_options={"include_usage": True},
             )
             chunks = [chunk async for chunk in stream]
     summary = reply.model_extra["rebase"]  # type: ignore[index]
