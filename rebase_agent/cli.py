@@ -28,11 +28,12 @@ from rebase_agent._cli_common import note_if_double as _note_if_double
 from rebase_agent._cli_common import option_pairs as _parse_options
 from rebase_agent.answers import extract_answer
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, search_defaults
+from rebase_agent.calculator import CalculatorProvider
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, SearchFailed, SearchTimeout
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest
 from rebase_agent.result import SearchResult
-from rebase_agent.scorers import CHECKS, Check, describe, with_check
+from rebase_agent.scorers import CHECKS, DEFAULT_CHECK, Check, describe, with_check
 from rebase_agent.search import RebaseSearch
 from rebase_agent.usage import DepthStats
 
@@ -148,15 +149,18 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join([lines[0], *(prefix + line for line in lines[1:])])
 
 
-def _summary(result: SearchResult, scorer_name: str) -> str:
+def _summary(result: SearchResult, scorer_name: str, *, calculator: bool = False) -> str:
     """The answer, then why (the winning path with each step's score, and the vote), then the
-    search's shape and cost."""
+    search's shape and cost; ``calculator``: the policy's values after ``=`` came from
+    :class:`~rebase_agent.calculator.CalculatorProvider`."""
     usage = result.usage
     shape = " ".join(f"{depth}:{count}" for depth, count in enumerate(result.tree_shape()))
     lines = [f"answer: {result.answer if result.answer is not None else '(none)'}", ""]
     chosen = next((c for c in result.candidates if c.node_id == result.chosen), None)
     if chosen is not None:
         lines.append(f"why: the chosen path, each step with its score ({scorer_name})")
+        if calculator:
+            lines.append("  (the model wrote each step, a calculator each value after '=')")
         for step, score in zip(chosen.steps, chosen.step_scores, strict=False):
             lines.append(f"  [{score:.2f}] {_indent(step, '         ')}")
     aggregation = _AGGREGATION_NAMES.get(result.config.aggregation, result.config.aggregation)
@@ -240,10 +244,11 @@ def main() -> None:
 @click.option(
     "--check",
     type=click.Choice(CHECKS),
-    default="arithmetic",
+    default=DEFAULT_CHECK,
     show_default=True,
     help="Multiply the backend's step scores by a tool check (arithmetic: every equation a "
-    "step writes is verified exactly); none: the backend's scorer alone.",
+    "step writes is verified exactly; grounded: that, and every number a step uses comes from "
+    "the problem or an earlier step); none: the backend's scorer alone.",
 )
 @click.option(
     "--timeout",
@@ -368,7 +373,9 @@ def solve(
     if result is None:  # quit with a second Ctrl-C
         click.echo("quit before a result", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    click.echo(result.model_dump_json(indent=2) if as_json else _summary(result, describe(scorer)))
+    calculator = isinstance(provider, CalculatorProvider)
+    summary = _summary(result, describe(scorer), calculator=calculator)
+    click.echo(result.model_dump_json(indent=2) if as_json else summary)
     if code:
         sys.exit(code)
 

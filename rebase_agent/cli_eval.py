@@ -40,7 +40,7 @@ from rebase_agent.evaluation.runner import run_eval
 from rebase_agent.evaluation.settings import EvalSettings, load_settings_file
 from rebase_agent.evaluation.tree_view import render_html, render_text
 from rebase_agent.protocols import Provider, Scorer
-from rebase_agent.scorers import CHECKS, with_check
+from rebase_agent.scorers import CHECKS, DEFAULT_CHECK, with_check
 
 __all__ = (
     "build_backend",
@@ -125,8 +125,8 @@ def _json_value(text: str) -> Any:
     "--check",
     type=click.Choice(CHECKS),
     default=None,
-    help="Multiply the scorer's step scores by a tool check (default arithmetic); none: the "
-    "scorer alone.",
+    help=f"Multiply the scorer's step scores by a tool check (default {DEFAULT_CHECK}); none: "
+    "the scorer alone.",
 )
 @click.option(
     "--set",

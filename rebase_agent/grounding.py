@@ -6,8 +6,10 @@ a small model writes ``6 * 4 = 24``, which is true, about a 6 that the problem n
 :class:`GroundingScorer` reads the operands of every claim a step makes (the numbers on the left
 of its ``=``) and calls the step *grounded* when each one is a number of the problem (digits or
 number words: ``three``, ``twice``, ``half``, ``a dozen``), the result of an earlier claim of the
-same path, or one of a few constants every reader knows (1, 2, 10, 100 and the units of time).
-Once a step uses a number from nowhere, that step and the rest of its path score ``ungrounded``.
+same path, 0 or 1, or a constant of a unit the problem names (60 for ``hours``, 100 for ``%``),
+and when it uses no number of the problem a second time (``6 * 4 = 24``, then ``24 + 6 = 30``:
+the problem's 6 counted twice). Once a step uses a number from nowhere or again, that step and
+the rest of its path score ``ungrounded``.
 
 A step that states the final answer is also scored by *coverage*: the share of the numbers the
 problem writes in digits that the path's claims used. A word problem seldom gives a number it
@@ -32,13 +34,19 @@ from rebase_agent.answers import extract_answer
 from rebase_agent.claims import Claim, find_claims
 from rebase_agent.protocols import ScoreRequest
 
-__all__ = ("CONSTANTS", "GroundingScorer", "problem_numbers")
+__all__ = ("CONSTANTS", "UNIT_CONSTANTS", "GroundingScorer", "problem_numbers")
 
-CONSTANTS: frozenset[Fraction] = frozenset(
-    Fraction(v) for v in (0, 1, 2, 10, 100, 1000, 7, 12, 24, 30, 52, 60, 365)
-)
-"""Numbers a step may use without the problem giving them: small ones, powers of ten (percent),
-and the units of time and of a dozen."""
+CONSTANTS: frozenset[Fraction] = frozenset({Fraction(0), Fraction(1)})
+"""Numbers any step may use without the problem giving them."""
+
+UNIT_CONSTANTS: dict[str, tuple[int, ...]] = {
+    "%": (100,), "percent": (100,), "hour": (60, 24), "minute": (60,), "second": (60,),
+    "day": (24, 7, 30, 365), "week": (7, 52), "month": (30, 12), "year": (12, 52, 365),
+    "dozen": (12,), "cent": (100,), "meter": (100, 1000), "kilometer": (1000,),
+    "kilogram": (1000,), "gram": (1000,), "liter": (1000,), "foot": (12,), "feet": (12,),
+    "inch": (12,), "yard": (3,), "pound": (16,), "ounce": (16,),
+}  # fmt: skip
+"""Numbers a step may use when the problem names the unit (``hours``: 60 and 24)."""
 
 _WORDS = {
     "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -131,22 +139,33 @@ class GroundingScorer:
         """The scores of one path's steps, root side first."""
         given = problem_numbers(problem, words=False)
         expression = _is_expression(problem)
-        known = set(problem_numbers(problem)) | CONSTANTS
+        known = set(problem_numbers(problem)) | CONSTANTS | _unit_constants(problem)
         used: set[Fraction] = set()
         scores: list[float] = []
         lost = False
+        results: set[Fraction] = set()
         for step in steps:
             claims = _step_claims(step)
             operands = [v for claim in claims for v in _operands(claim)]
             if not expression and any(v not in known for v in operands):
                 lost = True
+            reused = [v for v in operands if v in used and v not in results]
+            if not expression and reused:
+                lost = True
             used.update(v for v in operands if v in given)
+            results.update(claim.right for claim in claims)
             known.update(v for claim in claims for v in (claim.left, claim.right))
             score = self.ungrounded if lost else self.grounded
             if not expression and given and extract_answer(step) is not None:
                 score *= _coverage(given, used) ** self.coverage_power
             scores.append(score)
         return scores
+
+
+def _unit_constants(problem: str) -> set[Fraction]:
+    lowered = problem.lower()
+    words = {w.rstrip("s") for w in _WORD.findall(lowered)} | ({"%"} if "%" in lowered else set())
+    return {Fraction(v) for unit, values in UNIT_CONSTANTS.items() if unit in words for v in values}
 
 
 def _coverage(given: frozenset[Fraction], used: set[Fraction]) -> float:

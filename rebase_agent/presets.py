@@ -2,7 +2,7 @@
 
 A preset is the prompt and the search fields that go with it, in one place, for any backend:
 
-- ``few_shot_steps`` (base models): three worked examples in the step format, then the problem.
+- ``few_shot_steps`` (base models): four worked examples in the step format, then the problem.
   The embedded default's prompt (``providers.llamacpp.templates.FEW_SHOT_STEPS_TEMPLATE``,
   copied here word for word), with its search fields (short steps, few of them, temperature
   0.7) and its top-k 40. A base model without examples rarely states an answer, so every path
@@ -33,6 +33,10 @@ _FEW_SHOT_STEPS = (
     "Answer:\n\n"
     "Step 1: 8 * 6 = 48.\n\n"
     "The answer is 48.\n\n\n"
+    "Question: A bag holds 5 apples. How many apples are in 3 bags?\n"
+    "Answer:\n\n"
+    "Step 1: 3 bags hold 3 * 5 = 15 apples.\n\n"
+    "The answer is 15.\n\n\n"
     "Question: A pen costs 3 dollars. How much do 4 pens and a 2-dollar notebook cost?\n"
     "Answer:\n\n"
     "Step 1: 4 pens cost 4 * 3 = 12 dollars.\n\n"
@@ -108,7 +112,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="few_shot_steps",
             kind="base",
-            description="three worked examples in the step format (the embedded default's)",
+            description="four worked examples in the step format (the embedded default's)",
             prefix=_FEW_SHOT_STEPS,
             search_defaults={"max_depth": 6, "max_step_tokens": 48, "temperature": 0.7},
             top_k=40,

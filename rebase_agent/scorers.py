@@ -31,10 +31,12 @@ from rebase_agent.answers import extract_answer, normalize_answer
 from rebase_agent.backends import aclose
 from rebase_agent.claims import Claim, Verdict, find_claims, verdict_of
 from rebase_agent.exceptions import ScoringError
+from rebase_agent.grounding import GroundingScorer
 from rebase_agent.protocols import Scorer, ScoreRequest
 
 __all__ = (
     "CHECKS",
+    "DEFAULT_CHECK",
     "INLINE_CHARS",
     "ArithmeticScorer",
     "Check",
@@ -43,10 +45,13 @@ __all__ = (
     "with_check",
 )
 
-Check = Literal["arithmetic", "none"]
-"""A tool check to multiply a scorer's step scores by: ``arithmetic`` (:class:`ArithmeticScorer`)
-or ``none``."""
+Check = Literal["grounded", "arithmetic", "none"]
+"""A tool check to multiply a scorer's step scores by: ``grounded`` (the arithmetic check and the
+grounding check of :mod:`rebase_agent.grounding`), ``arithmetic`` (:class:`ArithmeticScorer`
+alone) or ``none``."""
 CHECKS: tuple[str, ...] = get_args(Check)
+DEFAULT_CHECK: Check = "grounded"
+"""The check every command applies unless told otherwise."""
 
 INLINE_CHARS = 20_000
 """Requests with more text than this are checked in a worker thread, not on the event loop."""
@@ -306,7 +311,10 @@ def with_check(scorer: Scorer, check: Check | str) -> Scorer:
     The check is a veto: ``arithmetic`` multiplies by ``ArithmeticScorer(unchecked=1.0)``, so a
     step with a false claim (or a path after one) scores 0 and every other step keeps the
     scorer's own score; the scale of the scores, and so what ``balance_temperature`` means, is
-    unchanged.
+    unchanged. ``grounded`` also multiplies by :class:`~rebase_agent.grounding.GroundingScorer`:
+    a step that uses a number the problem never gave (or one of its numbers a second time)
+    keeps a fifth of its score, as does the rest of its path, and a final answer is weighed by
+    the share of the problem's numbers its path used.
 
     Raises:
         ValueError: ``check`` is not one of :data:`CHECKS`, named.
@@ -315,6 +323,8 @@ def with_check(scorer: Scorer, check: Check | str) -> Scorer:
         return scorer
     if check == "arithmetic":
         return ProductScorer(scorer, ArithmeticScorer(unchecked=1.0))
+    if check == "grounded":
+        return ProductScorer(scorer, ArithmeticScorer(unchecked=1.0), GroundingScorer())
     raise ValueError(f"check must be one of {', '.join(CHECKS)}, got {check!r}")
 
 

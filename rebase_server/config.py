@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from rebase_agent import RebaseConfig, StrategyName
 from rebase_agent.backends import DEFAULT_BACKEND
-from rebase_agent.scorers import Check
+from rebase_agent.scorers import DEFAULT_CHECK, Check
 
 __all__ = (
     "DEFAULT_KEY_ENV",
@@ -101,7 +101,7 @@ class RouteConfig(BaseModel):
     """A name from :mod:`rebase_agent.backends`: the embedded Gemma 3 270M by default."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend options, as ``--option KEY=VALUE`` on the command line."""
-    check: Check = "arithmetic"
+    check: Check = DEFAULT_CHECK
     """Multiply the backend's step scores by a tool check (:func:`rebase_agent.with_check`);
     ``none``: the backend's scorer alone."""
     strategy: StrategyName = "rebase"

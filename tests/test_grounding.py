@@ -78,3 +78,16 @@ def test_bad_arguments_are_refused_by_name() -> None:
         GroundingScorer(coverage_power=-1)
     with pytest.raises(ValueError, match="grounded"):
         GroundingScorer(grounded=True)
+
+
+def test_every_command_applies_the_grounded_check_by_default() -> None:
+    from rebase_agent.cli import solve
+    from rebase_agent.evaluation.settings import EvalSettings
+    from rebase_agent.scorers import DEFAULT_CHECK
+
+    assert DEFAULT_CHECK == "grounded"
+    (check,) = [p for p in solve.params if p.name == "check"]
+    assert check.default == DEFAULT_CHECK
+    assert EvalSettings.model_fields["check"].default == DEFAULT_CHECK
+    server = pytest.importorskip("rebase_server.config")
+    assert server.RouteConfig().check == DEFAULT_CHECK

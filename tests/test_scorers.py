@@ -107,7 +107,11 @@ async def test_with_check_is_a_veto_that_keeps_the_scorers_scale() -> None:
     assert got == [[0.8], [0.8], [0.0, 0.0]]
     assert with_check(inner, "none") is inner
     assert describe(checked) == "FunctionScorer × arithmetic check"
-    with pytest.raises(ValueError, match="check must be one of arithmetic, none, got 'sympy'"):
+    grounded = with_check(inner, "grounded")
+    assert describe(grounded) == "FunctionScorer × arithmetic check × grounding check"
+    with pytest.raises(
+        ValueError, match="check must be one of grounded, arithmetic, none, got 'sympy'"
+    ):
         with_check(inner, "sympy")
 
 

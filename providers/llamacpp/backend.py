@@ -11,7 +11,7 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 - ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
   laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
 - ``template``: a format string with ``{problem}`` and ``{solution}``, or a Jinja chat
-  template (default: two worked examples for the bundled model, the plain
+  template (default: four worked examples for the bundled model, the plain
   ``Question/Answer`` template for any other); ``chat`` / ``scorer_chat`` (``true``/``false``):
   use the GGUF's chat template;
 - ``top_k``: sample among the top-k tokens only (0: the whole vocabulary; the default, except

@@ -11,6 +11,7 @@ from providers.llamacpp.provider import LlamaCppProvider
 from providers.llamacpp.repack import Repack
 from providers.llamacpp.scorer import LlamaCppScorer
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE, PromptTemplate
+from rebase_agent.presets import PRESETS
 
 __all__ = (
     "EMBEDDED_SEARCH_DEFAULTS",
@@ -20,18 +21,14 @@ __all__ = (
     "local_models",
 )
 
-EMBEDDED_SEARCH_DEFAULTS: dict[str, Any] = {
-    "max_depth": 6,
-    "max_step_tokens": 48,
-    "temperature": 0.7,
-}
-"""Search fields for the embedded default (applied under the user's own): its worked examples
-take one short line per step and at most four steps, so longer steps and deeper paths are
-rambling that costs time and never ends in an answer; at temperature 1 over the whole
-vocabulary the 270M model writes mostly noise (2 of 12 plain-arithmetic questions right, against
-7 of 12 at 0.7 with top-k 40)."""
+EMBEDDED_SEARCH_DEFAULTS: dict[str, Any] = dict(PRESETS["few_shot_steps"].search_defaults)
+"""Search fields for the embedded default (applied under the user's own), the
+``few_shot_steps`` preset's: its worked examples take one short line per step and at most four
+steps, so longer steps and deeper paths are rambling that costs time and never ends in an
+answer; at temperature 1 over the whole vocabulary the 270M model writes mostly noise (2 of 12
+plain-arithmetic questions right, against 7 of 12 at 0.7 with top-k 40)."""
 
-EMBEDDED_TOP_K = 40
+EMBEDDED_TOP_K: int = PRESETS["few_shot_steps"].top_k or 0
 """The embedded default samples among the 40 likeliest tokens (also several times cheaper on
 Gemma's 262k-token vocabulary)."""
 
@@ -139,7 +136,7 @@ def default_models(
 ) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     """The embedded default ``(provider, scorer)``: Gemma 3 270M, sharing one loaded model.
 
-    The policy is the base model with a plain completion template with two worked examples
+    The policy is the base model with a plain completion template with four worked examples
     (:data:`~providers.llamacpp.templates.FEW_SHOT_STEPS_TEMPLATE`); the scorer is the same
     weights as an LLM-as-judge (P(Yes) per step) in a second context. Memory is checked before
     loading. Blocks for about a second while the model loads: call it before starting the event

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from rebase_agent.presets import PRESETS
+
 __all__ = (
     "DEFAULT_COMPLETION_TEMPLATE",
     "DEFAULT_JUDGE_TEMPLATE",
@@ -37,28 +39,14 @@ __all__ = (
 DEFAULT_COMPLETION_TEMPLATE = "Question: {problem}\nAnswer: Let's think step by step.\n\n{solution}"
 """The plain completion prompt used for base models."""
 
-FEW_SHOT_STEPS_TEMPLATE = (
-    "Question: What is 8 * 6?\n"
-    "Answer:\n\n"
-    "Step 1: 8 * 6 = 48.\n\n"
-    "The answer is 48.\n\n\n"
-    "Question: A pen costs 3 dollars. How much do 4 pens and a 2-dollar notebook cost?\n"
-    "Answer:\n\n"
-    "Step 1: 4 pens cost 4 * 3 = 12 dollars.\n\n"
-    "Step 2: With the notebook, 12 + 2 = 14 dollars.\n\n"
-    "The answer is 14.\n\n\n"
-    "Question: Sam had 10 apples, ate 4 and bought 5. How many does he have?\n"
-    "Answer:\n\n"
-    "Step 1: After eating, 10 - 4 = 6 apples.\n\n"
-    "Step 2: After buying, 6 + 5 = 11 apples.\n\n"
-    "The answer is 11.\n\n\n"
-    "Question: {problem}\nAnswer:\n\n{solution}"
-)
-"""A plain completion prompt with three worked examples, for the embedded default (Gemma 3
-270M, a base model): it shows the model the step format (one step per paragraph, each with its
-arithmetic written out, then ``The answer is N.``), which keeps its solutions short, parseable
-and checkable. The first example, a bare expression, took the plain-arithmetic questions of
-``benchmarks/data/everyday.jsonl`` from 2 to 7 of 12 right (with temperature 0.7, top-k 40)."""
+FEW_SHOT_STEPS_TEMPLATE = PRESETS["few_shot_steps"].completion_format
+"""The embedded default's plain completion prompt (Gemma 3 270M, a base model): the
+``few_shot_steps`` preset of :mod:`rebase_agent.presets`, four worked examples that show the step
+format (one step per paragraph, each with its arithmetic written out, then ``The answer is N.``),
+which keeps its solutions short, parseable and checkable. The bare expression took the
+plain-arithmetic questions of ``benchmarks/data/everyday.jsonl`` from 2 to 7 of 12 right (with
+temperature 0.7, top-k 40); the one-step word problem keeps the model from adding a second step
+to a problem that needs one."""
 
 DEFAULT_JUDGE_TEMPLATE = (
     "Below is a math problem and a solution, step by step. Decide whether the last step is "

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rebase_agent.backends import DEFAULT_BACKEND, is_double
 from rebase_agent.config import RebaseConfig, StrategyName
 from rebase_agent.evaluation.datasets import DatasetSpec
-from rebase_agent.scorers import Check
+from rebase_agent.scorers import DEFAULT_CHECK, Check
 
 __all__ = ("EvalSettings", "SearchUnit", "load_settings_file")
 
@@ -69,7 +69,7 @@ class EvalSettings(BaseModel):
     """Backend options, as ``--option KEY=VALUE``."""
     verifier: Literal["arithmetic"] | None = None
     """Replace the backend's scorer with a built-in process verifier."""
-    check: Check = "arithmetic"
+    check: Check = DEFAULT_CHECK
     """Multiply the scorer's step scores by a tool check (:func:`rebase_agent.with_check`);
     ``none``: the scorer alone."""
     config: dict[str, Any] = Field(default_factory=dict)
