@@ -121,9 +121,7 @@ class PoolingScorer(CachedScorer, UsesEndpoints):
             body["task"] = self.task
 
         async def op(endpoint: Endpoint) -> list[list[float]]:
-            data = await endpoint.client.post(
-                f"{endpoint.root_url}/pooling", cast_to=object, body=body
-            )
+            data = await endpoint.post("/pooling", body, at_root=True)
             return self._read(data, len(batch), endpoint.root_url)
 
         return lambda: self.endpoints.call(op, path="/pooling", model=self.model, at_root=True)

@@ -31,7 +31,7 @@ import anyio
 import openai
 
 from providers.openai_compat.concurrency import gather
-from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
+from providers.openai_compat.endpoints import Endpoint, EndpointPool, Routing, UsesEndpoints
 from providers.openai_compat.probe import ProbeReport, Tokenizer, cached_probe, count_tokens
 from providers.openai_compat.requests import Choice, RequestBuilder, names_n
 from providers.openai_compat.retry import RetryPolicy
@@ -62,7 +62,7 @@ class OpenAIProvider(UsesEndpoints):
     Args:
         model: The model name the server expects.
         base_url: The base URL (``http://localhost:8000/v1``), or several replicas of the
-            same model, used least-loaded first.
+            same model (see ``routing``).
         mode: How a partial solution is continued (see the module docs).
         backend: Which server extensions to send (see the module docs).
         template: Prompt template for ``completions`` and ``ollama_raw``
@@ -70,7 +70,8 @@ class OpenAIProvider(UsesEndpoints):
         system_prompt: System message for the chat modes.
         next_step_instruction: The user turn that asks for one more step (``chat_next_step``).
         api_key: API key; ``None`` reads ``OPENAI_API_KEY`` or sends a placeholder.
-        max_concurrency: Requests in flight at once, per endpoint.
+        max_concurrency: Requests in flight at once, per endpoint, fixed; ``None`` (the
+            default) adapts to the server (see :class:`EndpointPool`).
         timeout_s: Deadline of one request attempt.
         retry: Retry policy for 429, 5xx, timeouts and connection errors.
         supports_n: Whether the servers honour ``n``: ``None`` detects it once per endpoint
@@ -90,6 +91,10 @@ class OpenAIProvider(UsesEndpoints):
             ``usage`` counts every choice, whether stop strings come back; with
             ``mode="auto"``, ``backend="auto"`` or no template and no preset, the mode, the
             server and the preset it recommends. :meth:`prepare` runs it ahead of time.
+        routing: How requests are spread over several replicas: ``"cache_aware"`` keeps a
+            problem's requests on one replica (its prefix cache holds the problem's tree)
+            unless that replica runs ahead of the others; ``"least_loaded"`` ignores the
+            problem (see :class:`EndpointPool`).
 
     Usage: with ``n > 1`` a server whose ``usage.completion_tokens`` counts one choice
     (llama-server; the probe finds others) gets each choice counted on its own, with the
@@ -112,7 +117,7 @@ class OpenAIProvider(UsesEndpoints):
         system_prompt: str | None = None,
         next_step_instruction: str = "Continue with the next step only.",
         api_key: str | None = None,
-        max_concurrency: int = 16,
+        max_concurrency: int | None = None,
         timeout_s: float = 300.0,
         retry: RetryPolicy | None = None,
         supports_n: bool | None = None,
@@ -121,6 +126,7 @@ class OpenAIProvider(UsesEndpoints):
         endpoints: EndpointPool | None = None,
         preset: Preset | None = None,
         probe: bool = False,
+        routing: Routing = "cache_aware",
     ) -> None:
         if mode != "auto" and mode not in _PATHS:
             raise ValueError(f"mode must be one of {sorted(_PATHS)} or 'auto', got {mode!r}")
@@ -158,6 +164,7 @@ class OpenAIProvider(UsesEndpoints):
             timeout_s=timeout_s,
             retry=retry,
             supports_n=supports_n,
+            routing=routing,
         )
         if mode == "ollama_raw":
             for endpoint in self.endpoints.endpoints:
@@ -288,7 +295,10 @@ class OpenAIProvider(UsesEndpoints):
         async def first(endpoint: Endpoint) -> list[StepCompletion]:
             return await self._first(endpoint, request, prompt)
 
-        completions = await self.endpoints.call(first, path=path, model=self.model, at_root=at_root)
+        key = request.problem
+        completions = await self.endpoints.call(
+            first, path=path, model=self.model, at_root=at_root, affinity=key
+        )
         done = len(completions)
         if done >= request.n:
             return completions[: request.n]
@@ -301,7 +311,9 @@ class OpenAIProvider(UsesEndpoints):
                     raise ProviderError(f"{endpoint.base_url}{path}: answer had no choices")
                 return got[:1]
 
-            return lambda: self.endpoints.call(op, path=path, model=self.model, at_root=at_root)
+            return lambda: self.endpoints.call(
+                op, path=path, model=self.model, at_root=at_root, affinity=key
+            )
 
         rest = await gather([single(i) for i in range(done, request.n)])
         return completions + [c for got in rest for c in got]

@@ -48,16 +48,35 @@ class Choice:
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
-def _extra(model: Any) -> dict[str, object]:
-    return dict(getattr(model, "model_extra", None) or {})
+_COMPLETION_FIELDS = frozenset({"index", "text", "finish_reason", "logprobs"})
+_CHAT_FIELDS = frozenset({"index", "message", "finish_reason", "logprobs"})
 
 
-def _usage(usage: Any) -> tuple[int, int]:
-    if usage is None:
+def _usage(usage: object) -> tuple[int, int]:
+    if not isinstance(usage, dict):
         return 0, 0
-    return int(getattr(usage, "prompt_tokens", 0) or 0), int(
-        getattr(usage, "completion_tokens", 0) or 0
-    )
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _read_choices(data: object, url: str, *, chat: bool) -> tuple[list[Choice], int, int]:
+    """The choices (in index order) and usage of a decoded completions or chat answer."""
+    raw = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+        raise ProviderError(f"{url}: unexpected answer {str(data)[:200]!r}")
+    known = _CHAT_FIELDS if chat else _COMPLETION_FIELDS
+    choices = []
+    for c in sorted(raw, key=lambda c: int(c.get("index") or 0)):
+        if chat:
+            message = c.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+        else:
+            text = c.get("text")
+        reason = c.get("finish_reason")
+        extra = {k: v for k, v in c.items() if k not in known}
+        text = text if isinstance(text, str) else ""
+        choices.append(Choice(text, reason if isinstance(reason, str) else None, extra))
+    assert isinstance(data, dict)
+    return (choices, *_usage(data.get("usage")))
 
 
 @dataclass(frozen=True)
@@ -103,43 +122,35 @@ class RequestBuilder:
         n: int,
         seed: int | None,
     ) -> tuple[list[Choice], int, int]:
-        """Send the request for ``n`` choices; raises the openai client's errors."""
+        """Send the request for ``n`` choices; raises the openai client's errors.
+
+        The body is built and read as plain JSON (:meth:`Endpoint.post`): the same fields the
+        ``openai`` client would send (``extra_body`` fields top-level), without its models.
+        """
         if self.mode == "ollama_raw":
             assert prompt is not None
             return await self._ollama(endpoint, request, prompt, seed)
-        common: dict[str, Any] = {
-            "model": self.model,
-            "n": n,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "stop": list(request.stop),
-            "extra_body": self._extensions(request),
-        }
-        if seed is not None:
-            common["seed"] = seed
-        if n == 1:
-            del common["n"]
+        body: dict[str, Any] = {"model": self.model}
         if self.mode == "completions":
             assert prompt is not None
-            completion = await endpoint.client.completions.create(
-                prompt=prompt, max_tokens=request.max_tokens, **common
-            )
-            choices = [
-                Choice(c.text or "", c.finish_reason, _extra(c))
-                for c in sorted(completion.choices, key=lambda c: c.index)
-            ]
-            return (choices, *_usage(completion.usage))
-        limit = "max_completion_tokens" if self.backend == "openai" else "max_tokens"
-        common[limit] = request.max_tokens
-        chat = await endpoint.client.chat.completions.create(
-            messages=self.messages(request),  # type: ignore[arg-type]
-            **common,
-        )
-        choices = [
-            Choice(c.message.content or "", c.finish_reason, _extra(c))
-            for c in sorted(chat.choices, key=lambda c: c.index)
-        ]
-        return (choices, *_usage(chat.usage))
+            body["prompt"] = prompt
+            body["max_tokens"] = request.max_tokens
+            path = "/completions"
+        else:
+            body["messages"] = self.messages(request)
+            limit = "max_completion_tokens" if self.backend == "openai" else "max_tokens"
+            body[limit] = request.max_tokens
+            path = "/chat/completions"
+        if n != 1:
+            body["n"] = n
+        body["temperature"] = request.temperature
+        body["top_p"] = request.top_p
+        body["stop"] = list(request.stop)
+        if seed is not None:
+            body["seed"] = seed
+        body.update(self._extensions(request))
+        data = await endpoint.post(path, body)
+        return _read_choices(data, endpoint.base_url + path, chat=path != "/completions")
 
     async def _ollama(
         self, endpoint: Endpoint, request: StepRequest, prompt: str, seed: int | None
@@ -160,9 +171,7 @@ class RequestBuilder:
             "options": options,
             **self.extra_body,
         }
-        data = await endpoint.client.post(
-            f"{endpoint.root_url}/api/generate", cast_to=object, body=body
-        )
+        data = await endpoint.post("/api/generate", body, at_root=True)
         if not isinstance(data, dict) or not isinstance(data.get("response"), str):
             raise ProviderError(
                 f"{endpoint.root_url}/api/generate: unexpected answer {str(data)[:200]!r}"

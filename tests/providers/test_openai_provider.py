@@ -126,7 +126,7 @@ async def test_replicas_share_the_load_least_loaded_first() -> None:
     async with (
         serve(apps[0]) as url_a,
         serve(apps[1]) as url_b,
-        OpenAIProvider("m", [url_a, url_b], max_concurrency=2) as provider,
+        OpenAIProvider("m", [url_a, url_b], max_concurrency=2, routing="least_loaded") as provider,
         anyio.create_task_group() as tg,
     ):
         for _ in range(8):
@@ -140,7 +140,7 @@ async def test_slow_replica_gets_fewer_requests() -> None:
     async with (
         serve(slow) as url_a,
         serve(fast) as url_b,
-        OpenAIProvider("m", [url_a, url_b]) as provider,
+        OpenAIProvider("m", [url_a, url_b], routing="least_loaded") as provider,
         anyio.create_task_group() as tg,
     ):
         for _ in range(20):

@@ -144,9 +144,26 @@ async def test_connection_refused_is_retried_then_raised() -> None:
 async def test_a_retry_goes_to_another_replica() -> None:
     bad, good = FakeApp(), FakeApp()
     bad.fail_next(Fault(503))
-    async with serve(bad) as url_a, serve(good) as url_b, provider([url_a, url_b]) as p:
+    async with (
+        serve(bad) as url_a,
+        serve(good) as url_b,
+        provider([url_a, url_b], routing="least_loaded") as p,
+    ):
         got = await p.generate(StepRequest(problem="p"))
     assert len(got) == 1 and len(bad.requests) == 1 and len(good.requests) == 1
+
+
+async def test_a_retry_leaves_the_problems_replica_then_comes_back() -> None:
+    apps = [FakeApp(), FakeApp()]
+    for app in apps:
+        app.fail_next(Fault(503))
+    async with serve(apps[0]) as url_a, serve(apps[1]) as url_b, provider([url_a, url_b]) as p:
+        got = await p.generate(StepRequest(problem="p"))
+        home = 0 if apps[0].completed else 1
+        assert len(await p.generate(StepRequest(problem="p"))) == 1
+    # home fails, the other fails, home answers; then the problem stays on its replica
+    assert len(got) == 1
+    assert [len(apps[home].requests), len(apps[1 - home].requests)] == [3, 1]
 
 
 async def test_fan_out_failure_raises_the_error_not_a_group() -> None:
@@ -181,7 +198,7 @@ async def test_a_dead_replica_is_skipped_while_another_is_up() -> None:
     dead = f"http://127.0.0.1:{listener.extra(anyio.abc.SocketAttribute.local_port)}/v1"
     await listener.aclose()
     app = FakeApp()
-    async with serve(app) as url, provider([dead, url]) as p:
+    async with serve(app) as url, provider([dead, url], routing="least_loaded") as p:
         for _ in range(6):
             assert len(await p.generate(StepRequest(problem="p"))) == 1
         dead_endpoint, live_endpoint = p.endpoints.endpoints
