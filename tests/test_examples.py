@@ -21,7 +21,10 @@ EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 def test_example_runs(script: str, expected: str) -> None:
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert expected in proc.stdout
