@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
@@ -150,9 +149,9 @@ class GroundingScorer:
             operands = [v for claim in claims for v in _operands(claim)]
             if not expression and any(v not in known for v in operands):
                 lost = True
-            counts = Counter(v for v in operands if v in given and v not in results)
-            if not expression and any(n > 1 or v in used for v, n in counts.items()):
-                lost = True  # a number of the problem used twice: "5 - 5 = 0", "6 * 4 ... + 6"
+            reused = [v for v in operands if v in used and v not in results]
+            if not expression and reused:
+                lost = True
             used.update(v for v in operands if v in given)
             results.update(claim.right for claim in claims)
             known.update(v for claim in claims for v in (claim.left, claim.right))

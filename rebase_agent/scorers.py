@@ -312,7 +312,7 @@ def with_check(scorer: Scorer, check: Check | str) -> Scorer:
     step with a false claim (or a path after one) scores 0 and every other step keeps the
     scorer's own score; the scale of the scores, and so what ``balance_temperature`` means, is
     unchanged. ``grounded`` also multiplies by :class:`~rebase_agent.grounding.GroundingScorer`:
-    a step that uses a number the problem never gave (or one of its numbers a second time)
+    a step that uses a number the problem never gave (or one an earlier step already used)
     keeps a fifth of its score, as does the rest of its path, and a final answer is weighed by
     the share of the problem's numbers its path used.
 

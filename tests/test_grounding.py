@@ -91,9 +91,3 @@ def test_every_command_applies_the_grounded_check_by_default() -> None:
     assert EvalSettings.model_fields["check"].default == DEFAULT_CHECK
     server = pytest.importorskip("rebase_server.config")
     assert server.RouteConfig().check == DEFAULT_CHECK
-
-
-def test_a_number_of_the_problem_used_twice_in_one_step_is_not_grounded() -> None:
-    tom = "Tom has 5 apples and buys 7 more. How many apples does he have?"
-    assert GroundingScorer().path_scores(["Step 1: Tom has 5 - 5 = 0.\n\n"], tom) == [0.2]
-    assert GroundingScorer().path_scores(["Step 1: 5 + 7 = 12 apples.\n\n"], tom) == [1.0]
