@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from rebase_agent.backends import aclose
 from rebase_agent.claims import open_value
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest
 
@@ -87,9 +88,7 @@ class CalculatorProvider:
 
     async def aclose(self) -> None:
         """Close the wrapped provider, if it has an ``aclose``."""
-        close = getattr(self.provider, "aclose", None)
-        if close is not None:
-            await close()
+        await aclose(self.provider)
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Sample ``request.n`` steps, each finished with the calculator's help."""
@@ -133,14 +132,16 @@ class CalculatorProvider:
                 finish_reason = "length"
                 break
             stop = request.stop if calls >= self.max_calls else (*request.stop, TRIGGER)
-            seed = None if request.seed is None else (request.seed * 7919 + index * 104729 + calls)
+            seed = request.seed
+            if seed is not None:
+                seed = (seed * 7919 + index * 104729 + calls) % 2**31
             follow = request.model_copy(
                 update={
                     "steps": (*request.steps, text),
                     "n": 1,
                     "max_tokens": left,
                     "stop": stop,
-                    "seed": seed % 2**31 if seed is not None else None,
+                    "seed": seed,
                 }
             )
             (completion,) = await self.provider.generate(follow)

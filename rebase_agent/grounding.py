@@ -26,12 +26,11 @@ import math
 import re
 from collections.abc import Sequence
 from fractions import Fraction
-from functools import lru_cache
 
 import anyio.lowlevel
 
 from rebase_agent.answers import extract_answer
-from rebase_agent.claims import Claim, find_claims
+from rebase_agent.claims import Claim, step_claims
 from rebase_agent.protocols import ScoreRequest
 
 __all__ = ("CONSTANTS", "UNIT_CONSTANTS", "GroundingScorer", "problem_numbers")
@@ -76,11 +75,6 @@ def _operands(claim: Claim) -> list[Fraction]:
     """The numbers written on the left of ``claim``'s ``=``."""
     left = _EQUALS.split(claim.text, maxsplit=1)[0]
     return [Fraction(m) for m in _DIGITS.findall(left.replace(",", ""))]
-
-
-@lru_cache(maxsize=4096)
-def _step_claims(step: str) -> tuple[Claim, ...]:
-    return tuple(find_claims(step)) if len(step) <= 4096 else ()
 
 
 def _is_expression(problem: str) -> bool:
@@ -145,7 +139,7 @@ class GroundingScorer:
         lost = False
         results: set[Fraction] = set()
         for step in steps:
-            claims = _step_claims(step)
+            claims = step_claims(step)
             operands = [v for claim in claims for v in _operands(claim)]
             if not expression and any(v not in known for v in operands):
                 lost = True

@@ -29,7 +29,7 @@ from anyio.abc import TaskGroup
 
 from rebase_agent.answers import extract_answer, normalize_answer
 from rebase_agent.backends import aclose
-from rebase_agent.claims import Claim, Verdict, find_claims, verdict_of
+from rebase_agent.claims import Claim, Verdict, find_claims, step_claims, verdict_of
 from rebase_agent.exceptions import ScoringError
 from rebase_agent.grounding import GroundingScorer
 from rebase_agent.protocols import Scorer, ScoreRequest
@@ -55,17 +55,6 @@ DEFAULT_CHECK: Check = "grounded"
 
 INLINE_CHARS = 20_000
 """Requests with more text than this are checked in a worker thread, not on the event loop."""
-
-
-@lru_cache(maxsize=4096)
-def _cached_claims(step: str) -> tuple[Claim, ...]:
-    return tuple(find_claims(step))
-
-
-def _claims(step: str) -> tuple[Claim, ...]:
-    """:func:`find_claims`, remembered for steps of up to 4,096 characters: every call re-scores
-    the steps a path already had."""
-    return _cached_claims(step) if len(step) <= 4096 else tuple(find_claims(step))
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
@@ -191,7 +180,7 @@ class ArithmeticScorer:
         failed = False
         seen: list[Claim] = []
         for step in steps:
-            claims = _claims(step)
+            claims = step_claims(step)
             seen += claims
             verdict = verdict_of(claims)
             answer = extract_answer(step)
