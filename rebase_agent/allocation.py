@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from rebase_agent.config import Rounding
 
-__all__ = ("allocate_widths", "softmax_weights")
+__all__ = ("allocate_widths", "softmax_weights", "split_evenly", "split_proportionally")
 
 # A share computed as 8.000000000000002 must round up to 8, not 9.
 _CEIL_TOLERANCE = 1e-9
@@ -104,11 +104,37 @@ def _greedy_ceil(weights: list[float], budget: int) -> list[int]:
 
 def _largest_remainder(weights: list[float], budget: int) -> list[int]:
     """Hamilton's method: floors, then leftover units to the largest fractional parts."""
-    total = sum(weights)
-    exact = [budget * w / total for w in weights]
+    return split_proportionally(budget, weights)
+
+
+def split_evenly(total: int, count: int) -> list[int]:
+    """``total`` split over ``count`` slots as evenly as possible, the extra units first.
+
+    >>> split_evenly(7, 3)
+    [3, 2, 2]
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count!r}")
+    base, extra = divmod(total, count)
+    return [base + (i < extra) for i in range(count)]
+
+
+def split_proportionally(total: int, weights: Sequence[float]) -> list[int]:
+    """``total`` split in proportion to ``weights``, exactly (Hamilton's largest remainders).
+
+    Floors first, then the leftover units go to the largest fractional parts; on equal
+    remainders the earlier slot wins. The parts always sum to ``total``. Weights must be
+    non-negative with a positive sum.
+
+    >>> split_proportionally(10, [1, 1, 2])
+    [3, 2, 5]
+    """
+    whole = math.fsum(weights)
+    if not weights or whole <= 0 or any(w < 0 for w in weights):
+        raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)!r}")
+    exact = [total * w / whole for w in weights]
     shares = [math.floor(x) for x in exact]
-    leftover = budget - sum(shares)
-    # Largest remainder first; on equal remainders the better node (earlier index) wins.
+    leftover = total - sum(shares)
     by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - shares[i]), i))
     for i in by_remainder[:leftover]:
         shares[i] += 1

@@ -11,16 +11,11 @@ from providers.llamacpp._jobs import GenJob
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.repack import Repack
 from providers.llamacpp.templates import PromptTemplate, resolve_template
+from rebase_agent.allocation import split_evenly
 from rebase_agent.exceptions import ProviderError
 from rebase_agent.protocols import StepCompletion, StepRequest
 
 __all__ = ("LlamaCppProvider",)
-
-
-def split_evenly(total: int, n: int) -> list[int]:
-    """``total`` split into ``n`` integer shares that differ by at most one."""
-    base, extra = divmod(total, n)
-    return [base + (1 if i < extra else 0) for i in range(n)]
 
 
 class LlamaCppProvider(EngineUser):

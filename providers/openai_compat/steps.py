@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from rebase_agent.allocation import split_proportionally
 from rebase_agent.protocols import FinishReason
 
 __all__ = ("DEFAULT_FINAL_PATTERN", "StopInfo", "split_tokens", "to_step")
@@ -119,12 +120,4 @@ def split_tokens(total: int, weights: Sequence[int]) -> list[int]:
     """
     if not weights:
         return []
-    total = max(0, total)
-    safe = [max(1, w) for w in weights]
-    whole = sum(safe)
-    exact = [total * w / whole for w in safe]
-    parts = [int(x) for x in exact]
-    order = sorted(range(len(safe)), key=lambda i: exact[i] - parts[i], reverse=True)
-    for i in order[: total - sum(parts)]:
-        parts[i] += 1
-    return parts
+    return split_proportionally(max(0, total), [max(1, w) for w in weights])

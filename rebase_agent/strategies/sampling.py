@@ -17,13 +17,7 @@ from rebase_agent.config import RebaseConfig
 from rebase_agent.strategies.rebase import LevelSearch
 from rebase_agent.tree import Node
 
-__all__ = ("Sampling", "split_evenly")
-
-
-def split_evenly(budget: int, count: int) -> list[int]:
-    """``budget`` split over ``count`` slots as evenly as possible, the extra units first."""
-    base, extra = divmod(budget, count)
-    return [base + (i < extra) for i in range(count)]
+__all__ = ("Sampling",)
 
 
 class Sampling(LevelSearch):
