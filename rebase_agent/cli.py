@@ -191,6 +191,10 @@ def _summary(result: SearchResult, scorer_name: str, *, calculator: bool = False
 COMMAND_GROUP = "rebase_agent.commands"
 
 
+_COMMAND_EXTRAS = {"probe": "openai", "serve": "server", "mcp": "mcp"}
+"""The extra that provides each plug-in command of this distribution."""
+
+
 class _PluginGroup(click.Group):
     """A command group that also offers the commands of the ``rebase_agent.commands`` entry
     points, loading each one only when it is run."""
@@ -208,7 +212,11 @@ class _PluginGroup(click.Group):
                 try:
                     loaded: click.Command = ep.load()
                 except ImportError as exc:
-                    raise click.ClickException(str(exc)) from exc
+                    extra = _COMMAND_EXTRAS.get(cmd_name, cmd_name)
+                    raise click.ClickException(
+                        f"{cmd_name!r} needs what is not installed ({exc}); "
+                        f"install it with: python -m pip install 'rebase-agent[{extra}]'"
+                    ) from exc
                 return loaded
         return None
 
