@@ -4,7 +4,8 @@
 the last ``\\boxed{...}`` (balanced braces), the last ``The answer is ...`` (also "final answer
 is", with or without a colon), GSM8K's ``#### ...``. It takes the answer itself, not the rest of
 its sentence: ``The answer is 7, we must add 5 and 6.`` gives ``7``, ``The answer is 3.5 meters.``
-gives ``3.5``. Text with none of them has no answer, and a solution with no answer never wins a
+gives ``3.5``, ``The answer is 60 / 3 = 20.`` gives ``20`` (an equation such as ``2x + 3 = 7``
+stays whole). Text with none of them has no answer, and a solution with no answer never wins a
 vote. Tasks that are not math pass their own extractor, a ``Callable[[str], str | None]``, to
 the search.
 
@@ -55,6 +56,22 @@ _CLAUSE_BREAK = re.compile(
 _NUMBER_THEN_WORDS = re.compile(
     r"^(?P<num>[-+]?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?%?)\s+[A-Za-z][A-Za-z\s.'-]*$"
 )
+# Arithmetic worked out in the answer itself ("50,000 - 150 = 49850"): the answer is its value.
+_ARITHMETIC_SIDE = re.compile(r"^[-+]?[\d$(][\d\s.,$%()+\-*/×÷]*$")
+_VALUE_SIDE = re.compile(r"^[-+]?\$?\d[\d,]*(?:\.\d+)?%?(?:\s+[A-Za-z][A-Za-z\s.'-]*)?$")
+
+
+def _worked_value(answer: str) -> str | None:
+    """The value of ``expr = value`` (or ``a = b = value``) when every side but the last is
+    arithmetic on numbers alone, so an equation answer (``2x + 3 = 7``) stays whole."""
+    *sides, value = (side.strip() for side in answer.split("="))
+    if not sides or not _VALUE_SIDE.match(value):
+        return None
+    if all(_ARITHMETIC_SIDE.match(side.replace(" x ", " * ")) for side in sides):
+        return value
+    return None
+
+
 # Sentences allowed after a final answer (the Minerva/MATH format's sign-off).
 _SIGN_OFF = re.compile(r"^I hope it is correct\.?$", re.IGNORECASE)
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
@@ -99,6 +116,7 @@ def _clean(raw: str) -> str | None:
         return inline.group(1).strip() or None
     clause = _cut_at(_cut_at(raw, _SENTENCE_END), _CLAUSE_BREAK)
     answer = _LEADING.sub("", _TRAILING.sub("", clause))
+    answer = _worked_value(answer) or answer
     number = _NUMBER_THEN_WORDS.match(answer)
     if number:
         answer = number.group("num")
@@ -112,6 +130,8 @@ def extract_answer(text: str) -> str | None:
     '4'
     >>> extract_answer("The answer is 7, we must add 5 and 6.")
     '7'
+    >>> extract_answer("The answer is 50,000 - 150 = 49850.")
+    '49850'
     >>> extract_answer(r"Hence $\\boxed{\\frac{1}{2}}$.")
     '\\\\frac{1}{2}'
     """

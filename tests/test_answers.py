@@ -28,6 +28,14 @@ from rebase_agent.answers import extract_answer, extract_boxed, final_answer, no
         ("The answer is $\\boxed{7}$.", "7"),
         ("she pays 3 * 6 = 18 dollars\n#### 18", "18"),
         ("the answer is 4\nlater: The answer is 5.", "5"),
+        # Arithmetic worked out in the answer: its value, so votes and grading see the number.
+        ("The answer is 50,000 - 150 = 49850.", "49850"),
+        ("The answer is 60 / 3 = 20", "20"),
+        ("The answer is 3 x 4 = 12 apples.", "12"),
+        ("The answer is 5 * (3 + 1) = 20 = 20.", "20"),
+        # An equation is an answer in its own right.
+        ("The answer is 2x + 3 = 7.", "2x + 3 = 7"),
+        ("The answer is a = b.", "a = b"),
         ("no answer here", None),
         ("The answer is", None),
         (r"\boxed{}", None),
