@@ -4,13 +4,34 @@
 children each node gets; :meth:`TreeExpander.expand_round` sends one provider request per node
 (``n`` = its width), all at once in one task group, and scores the children of each request as
 soon as that request returns, without waiting for its slower siblings. It returns when the whole
-round is done, so the strategy can reallocate with every reward of the depth in hand.
+round is done, so the strategy can reallocate with every reward of the depth in hand. A strategy
+that does more within one round (MCTS rolls out from the new children) opens the round itself
+with :meth:`TreeExpander.round` and expands with :meth:`TreeExpander.expand_each`.
 
 A request that finally fails (a :class:`ProviderError` or :class:`ScoringError` after the
 plug-in's own retries) does not end the search: the node is marked ``failed``, the failure is
 counted in the usage and logged, and the budget its children would have used stays in the pool
 for the next allocation. Only a round in which every expansion failed, where nothing can make
 progress, raises.
+
+Node status
+-----------
+The expander is the one writer of :attr:`Node.status <rebase_agent.tree.Node.status>`: the
+strategy decides, and says so through these methods; nothing else assigns a status, and the
+result is read from the tree without changing it.
+
+* ``open``: every new node (:meth:`SearchTree.add_child <rebase_agent.tree.SearchTree.add_child>`).
+* ``expanded`` / ``pruned``: :meth:`TreeExpander.allocate` gives a node its width, which
+  :meth:`TreeExpander.round` (and so :meth:`~TreeExpander.expand_round`) does for every node
+  of the round's plan; a width of 0 prunes.
+* ``finished`` / ``unfinished``: a new child, once scored, by :meth:`TreeExpander.expand`
+  (a final answer; or ``max_solution_tokens`` used up without one).
+* ``failed``: :meth:`TreeExpander.record_failure`, for a node whose expansion finally failed,
+  and :meth:`TreeExpander.expand` for children sampled but never scored.
+* ``unfinished``: :meth:`TreeExpander.stop`, for every path still open when the search stops
+  (and every expansion cut off before its children arrived). A strategy calls it when it
+  returns; a round that is interrupted (an error, a timeout, a cancellation) calls it itself,
+  since the search ends there.
 """
 
 from __future__ import annotations
@@ -18,11 +39,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import anyio
 
 from rebase_agent.answers import AnswerExtractor, extract_answer, final_answer
+from rebase_agent.concurrency import raising_first_error
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
 from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
@@ -30,11 +53,32 @@ from rebase_agent.rewards import read_reward
 from rebase_agent.tree import Node, SearchTree
 from rebase_agent.usage import DepthStats, Usage
 
-__all__ = ("TreeExpander",)
+__all__ = ("Expansion", "Round", "TreeExpander")
 
 _SEED_MODULUS = 2**31 - 1
 
 logger = logging.getLogger(__name__)
+
+Expansion = list[Node] | RebaseError
+"""What expanding one node gave: its scored children, or the failure that ended it."""
+
+
+class Round:
+    """One round of concurrent expansions, as :meth:`TreeExpander.round` opens it."""
+
+    def __init__(self, plan: Sequence[tuple[Node, range]], stats: DepthStats) -> None:
+        self.plan = plan
+        """The nodes expanded in this round, with the ids reserved for their children."""
+        self.stats = stats
+        """The round's statistics (in ``usage.depths``), completed when the round ends."""
+        self.children: list[Node] = []
+        """The plan's children, added as each expansion is scored; in id order at the end."""
+        self._failures: dict[int, RebaseError] = {}
+
+    @property
+    def failures(self) -> list[RebaseError]:
+        """The plan's expansions that finally failed, in plan order."""
+        return [self._failures[index] for index in sorted(self._failures)]
 
 
 class TreeExpander:
@@ -79,41 +123,120 @@ class TreeExpander:
 
         Each node gets ``width`` children from one provider request, scored in one scorer call.
         Children come back in id order (ids are reserved here, in ``plan`` order, so they do not
-        depend on which request returns first).
+        depend on which request returns first). See :meth:`round` for what the round records
+        and when it raises.
         """
-        stats = self.begin_round(
-            depth=plan[0][0].depth if plan else 0,
-            expanded=len(plan),
-            budget=sum(width for _, width in plan),
-        )
-        children: list[Node] = []
-        failures: list[RebaseError] = []
-        try:
-            async with anyio.create_task_group() as tg:
-                for node, width in plan:
-                    ids = self.tree.reserve_ids(width)
-                    tg.start_soon(self._expand_into, node, ids, children, failures)
-        except ExceptionGroup as group:
-            # An unexpected error (a bug, not a failed request) cancels the round; surface it
-            # itself, with its own cause, rather than a group of one.
-            leaf = _first_leaf(group)
-            raise leaf from leaf.__cause__
-        finally:
-            children.sort(key=lambda child: child.id)
-            stats.failed = len(failures)
-            self.end_round(stats, children)
-        if plan and len(failures) == len(plan):
-            raise failures[0]  # nothing could make progress
-        return children
+        reserved = [(node, self.tree.reserve_ids(width)) for node, width in plan]
+        with self.round(reserved) as this_round:
+            await self.expand_each(reserved, into=this_round)
+        return this_round.children
 
-    def begin_round(self, *, depth: int, expanded: int, budget: int) -> DepthStats:
-        """Start the statistics of one round of concurrent expansions."""
-        stats = DepthStats(depth=depth, expanded=expanded, budget=budget)
+    @contextmanager
+    def round(self, plan: Sequence[tuple[Node, range]]) -> Iterator[Round]:
+        """Open one round of expansions over ``plan``: each node with the ids of its children.
+
+        On entry every node of ``plan`` is allocated ``len(ids)`` children (``expanded``) and
+        the round's :class:`DepthStats` start; expand the plan inside the block with
+        :meth:`expand_each` (``into=`` the round). On exit the statistics are completed and
+        passed to ``on_round``, also when the block was interrupted.
+
+        Raises:
+            RebaseError: The first failure (in plan order) when every expansion of a non-empty
+                plan failed: nothing could make progress, and the search stops.
+            BaseException: Whatever interrupted the block (an error, a cancellation), after
+                :meth:`stop`: the search ends there.
+        """
+        for node, ids in plan:
+            self.allocate(node, len(ids))
+        stats = DepthStats(
+            depth=min((node.depth for node, _ in plan), default=0),
+            expanded=len(plan),
+            budget=sum(len(ids) for _, ids in plan),
+        )
         stats.wall_s = -time.perf_counter()
         self.usage.depths.append(stats)
-        return stats
+        current = Round(plan, stats)
+        try:
+            yield current
+        except BaseException:
+            self.stop("interrupted")
+            raise
+        finally:
+            current.children.sort(key=lambda child: child.id)
+            self._end_round(stats, current.children)
+        failures = current.failures
+        if plan and len(failures) == len(plan):
+            self.stop("failed")
+            raise failures[0]  # nothing could make progress
 
-    def end_round(self, stats: DepthStats, children: Sequence[Node]) -> None:
+    async def expand_each(
+        self,
+        plan: Sequence[tuple[Node, range]],
+        *,
+        rollout: bool = False,
+        into: Round | None = None,
+    ) -> list[Expansion]:
+        """Expand every ``(node, ids)`` of ``plan`` concurrently, each with :meth:`expand`.
+
+        Args:
+            plan: The nodes, each with the ids reserved for its children.
+            rollout: Mark the children as rollout nodes (see :meth:`expand`).
+            into: The round ``plan`` belongs to: each node's children join
+                ``into.children`` as soon as they are scored, and a failed expansion is
+                recorded at once (:meth:`record_failure`) and counted in the round. Without
+                it, failures are only returned, for the caller to account.
+
+        Returns:
+            In plan order, each node's children, or the :class:`ProviderError` or
+            :class:`ScoringError` that finally ended its expansion.
+
+        Raises:
+            Exception: Any other error (a bug, not a failed request) cancels the other
+                expansions and is raised itself, with its own cause, not as a group.
+        """
+        outcomes: list[Expansion] = [[] for _ in plan]
+
+        async def one(index: int, node: Node, ids: range) -> None:
+            try:
+                children = await self.expand(node, ids, rollout=rollout)
+            except (ProviderError, ScoringError) as exc:
+                outcomes[index] = exc
+                if into is not None:
+                    self.record_failure(node, exc)
+                    into._failures[index] = exc
+                    into.stats.failed += 1
+            else:
+                outcomes[index] = children
+                if into is not None:
+                    into.children.extend(children)
+
+        with raising_first_error():
+            async with anyio.create_task_group() as tg:
+                for index, (node, ids) in enumerate(plan):
+                    tg.start_soon(one, index, node, ids)
+        return outcomes
+
+    def allocate(self, node: Node, width: int) -> None:
+        """Give ``node`` ``width`` children: ``expanded``, or ``pruned`` when ``width`` is 0."""
+        node.width = width
+        node.status = "expanded" if width > 0 else "pruned"
+
+    def stop(self, reason: str) -> str:
+        """End the search for ``reason``; return ``reason`` (for ``return expander.stop(...)``).
+
+        Every path still open (a non-root node with status ``open``) and every expansion cut
+        off before its children arrived (``expanded`` with no child) becomes ``unfinished``.
+        Calling it again changes nothing.
+        """
+        parents = {node.parent.id for node in self.tree.nodes if node.parent is not None}
+        for node in self.tree.nodes:
+            cut_off = node.status == "expanded" and node.id not in parents
+            if cut_off or (node.status == "open" and node.parent is not None):
+                node.status = "unfinished"
+        logger.debug("search stopped: %s", reason)
+        return reason
+
+    def _end_round(self, stats: DepthStats, children: Sequence[Node]) -> None:
         """Complete a round's statistics and report it to ``on_round``."""
         stats.wall_s += time.perf_counter()
         stats.children = len(children)
@@ -131,15 +254,6 @@ class TreeExpander:
         )
         if self.on_round is not None:
             self.on_round(stats)
-
-    async def _expand_into(
-        self, node: Node, ids: range, out: list[Node], failures: list[RebaseError]
-    ) -> None:
-        try:
-            out.extend(await self.expand(node, ids))
-        except (ProviderError, ScoringError) as exc:
-            self.record_failure(node, exc)
-            failures.append(exc)
 
     def record_failure(self, node: Node, exc: RebaseError) -> None:
         """Mark ``node``'s expansion as failed, count it and log it."""
@@ -252,14 +366,6 @@ def _strip_delimiters(step: str, delimiters: Sequence[str]) -> str:
             if step.endswith(delimiter):
                 step, changed = step[: -len(delimiter)], True
     return step
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first exception of a (nested) exception group that is not itself a group."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _check_completions(

@@ -14,13 +14,14 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rebase_agent.answers import AnswerExtractor, extract_answer
+from rebase_agent.concurrency import raising_first_error
 from rebase_agent.config import RebaseConfig, StrategyName
 from rebase_agent.exceptions import SearchFailed, SearchTimeout
-from rebase_agent.expansion import TreeExpander, _first_leaf
+from rebase_agent.expansion import TreeExpander
 from rebase_agent.protocols import Provider, Scorer
 from rebase_agent.result import Candidate, SearchResult
 from rebase_agent.strategies import STRATEGIES
-from rebase_agent.usage import DepthStats, _current_usage
+from rebase_agent.usage import DepthStats, recording
 from rebase_agent.voting import vote
 
 __all__ = ("RebaseSearch", "solve")
@@ -130,16 +131,13 @@ class RebaseSearch:
             on_round=on_round,
         )
         strategy = STRATEGIES[self.strategy]()
-        token = _current_usage.set(expander.usage)
         started = time.perf_counter()
         try:
-            with anyio.move_on_after(self.config.timeout_s) as deadline:
+            with recording(expander.usage), anyio.move_on_after(self.config.timeout_s) as deadline:
                 stopped = await strategy.run(expander)
         except Exception as exc:
             partial = await self._result(expander, "error", started)
             raise SearchFailed(f"search failed: {exc!r}", partial=partial) from exc
-        finally:
-            _current_usage.reset(token)
         if deadline.cancelled_caught:
             partial = await self._result(expander, "timeout", started)
             raise SearchTimeout(
@@ -193,25 +191,19 @@ class RebaseSearch:
                         raise
                     results[index] = exc
 
-        try:
+        with raising_first_error():
             async with anyio.create_task_group() as tg:
                 for index in range(len(problems)):
                     tg.start_soon(one, index)
-        except ExceptionGroup as group:
-            leaf = _first_leaf(group)
-            raise leaf from leaf.__cause__
         return [r for r in results if r is not None]
 
     async def _result(self, expander: TreeExpander, stopped: str, started: float) -> SearchResult:
-        """Assemble the result: candidates, votes, tree and usage."""
+        """Assemble the result from the tree as the strategy left it: candidates, votes, tree
+        and usage. The tree is only read (the expander owns each node's status)."""
         config = self.config
         candidates = []
         unfinished = 0
-        parents = {node.parent.id for node in expander.tree.nodes if node.parent is not None}
         for node in sorted(expander.tree.nodes, key=lambda n: n.id):
-            cut_off = node.status == "expanded" and node.id not in parents
-            if cut_off or (node.status == "open" and node.parent is not None):
-                node.status = "unfinished"  # a path still open when the search stopped
             if node.status == "unfinished":
                 unfinished += 1
             elif node.status == "finished":

@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import inspect
 import random
-import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
 
 from rebase_agent.protocols import FinishReason, ScoreRequest, StepCompletion, StepRequest
+from rebase_agent.seeds import stable_seed
 
 __all__ = ("FunctionProvider", "FunctionScorer", "ScriptedProvider", "ScriptedScorer")
 
 _WORDS = ("compute", "simplify", "substitute", "factor", "expand", "check", "combine", "divide")
-
-
-def _stable_seed(*parts: object) -> int:
-    """A seed that is the same in every process (``hash()`` of a str is not)."""
-    return zlib.crc32("\x1f".join(map(str, parts)).encode())
 
 
 def _count_tokens(text: str) -> int:
@@ -138,7 +133,7 @@ class ScriptedProvider(_Recorder):
                 completion_tokens=_count_tokens(out),
             )
         rng = random.Random(
-            _stable_seed(self.seed, request.seed, request.problem, "".join(request.steps), index)
+            stable_seed(self.seed, request.seed, request.problem, "".join(request.steps), index)
         )
         k = request.depth + 1
         reason: FinishReason
@@ -198,7 +193,7 @@ class ScriptedScorer(_Recorder):
             if needle in steps[-1]:
                 return value
         low, high = self.default_range
-        return low + (high - low) * (_stable_seed(problem, *steps) % 10_000) / 10_000
+        return low + (high - low) * (stable_seed(problem, *steps) % 10_000) / 10_000
 
 
 ProviderFunction = Callable[

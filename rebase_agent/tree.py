@@ -20,7 +20,10 @@ NodeStatus = Literal["open", "expanded", "pruned", "finished", "unfinished", "fa
 ``finished``: its step ended the solution (a final answer, the end of output, or an empty step);
 ``unfinished``: still open when the search stopped (depth cap, budget spent, time out), or its
 path reached ``max_solution_tokens`` without a final answer; ``failed``: its expansion's
-request finally failed (see ``error``), or it was sampled but could not be scored."""
+request finally failed (see ``error``), or it was sampled but could not be scored.
+
+Only :class:`~rebase_agent.expansion.TreeExpander` sets a node's status, for the strategy that
+drives it (see :mod:`rebase_agent.expansion`)."""
 
 
 @dataclass(eq=False)

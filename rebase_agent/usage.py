@@ -2,16 +2,19 @@
 
 Providers report their tokens in every :class:`~rebase_agent.StepCompletion`. Scorers return bare
 scores, so a scorer that knows what a call cost reports it with :func:`record_scorer_tokens`
-from inside ``score()``; the search that made the call adds it to its :class:`Usage`.
+from inside ``score()``; the search that made the call adds it to its :class:`Usage`, the one
+that :func:`recording` made current around the search.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from pydantic import BaseModel, Field
 
-__all__ = ("DepthStats", "Usage", "record_scorer_tokens")
+__all__ = ("DepthStats", "Usage", "record_scorer_tokens", "recording")
 
 
 class DepthStats(BaseModel):
@@ -62,6 +65,28 @@ class Usage(BaseModel):
 
 
 _current_usage: ContextVar[Usage | None] = ContextVar("rebase_agent_usage", default=None)
+
+
+@contextmanager
+def recording(usage: Usage) -> Iterator[Usage]:
+    """Make ``usage`` the one :func:`record_scorer_tokens` adds to, within the block.
+
+    The search wraps each run in it; the previous current usage (if any) is restored on exit.
+    Tasks started inside the block, and worker threads started with ``anyio.to_thread``, see
+    the same usage, since they copy the context.
+
+    Example::
+
+        usage = Usage()
+        with recording(usage):
+            await scorer.score(request)
+        print(usage.scorer_prompt_tokens)
+    """
+    token = _current_usage.set(usage)
+    try:
+        yield usage
+    finally:
+        _current_usage.reset(token)
 
 
 def record_scorer_tokens(prompt_tokens: int, completion_tokens: int = 0) -> None:

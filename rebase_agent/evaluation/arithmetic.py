@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from rebase_agent.config import RebaseConfig
 from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
-from rebase_agent.testing import _stable_seed
+from rebase_agent.seeds import stable_seed
 
 __all__ = (
     "FEW_SHOT_TEMPLATE",
@@ -219,7 +219,7 @@ class SimulatedArithmeticPolicy:
     def _line(self, request: StepRequest, index: int) -> StepCompletion:
         chain = parse_chain(request.problem)
         rng = random.Random(
-            _stable_seed(self.seed, request.seed, request.problem, "".join(request.steps), index)
+            stable_seed(self.seed, request.seed, request.problem, "".join(request.steps), index)
         )
         if chain is None:
             return StepCompletion(text="The answer is 0", finish_reason="eos")

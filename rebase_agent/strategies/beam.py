@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from rebase_agent.allocation import split_evenly
 from rebase_agent.config import RebaseConfig
-from rebase_agent.strategies.rebase import LevelSearch
+from rebase_agent.strategies.level import LevelSearch
 from rebase_agent.tree import Node
 
 __all__ = ("BeamSearch",)

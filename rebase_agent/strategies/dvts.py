@@ -15,6 +15,7 @@ open at ``max_depth`` is reported as unfinished.
 from __future__ import annotations
 
 from rebase_agent.expansion import TreeExpander
+from rebase_agent.strategies.level import expand_level
 from rebase_agent.tree import Node
 
 __all__ = ("Dvts",)
@@ -27,11 +28,9 @@ class Dvts:
         """Grow the subtrees until each has finished or hit the depth cap."""
         config = expander.config
         width = config.beam_width
-        root = expander.tree.root
-        root.width, root.status = config.budget, "expanded"
-        await expander.expand_round([(root, config.budget)])
+        children = await expand_level(expander, [expander.tree.root], [config.budget])
         # Subtree k starts from the root's children k*M .. k*M + M-1.
-        subtrees = [root.children[i : i + width] for i in range(0, len(root.children), width)]
+        subtrees = [children[i : i + width] for i in range(0, len(children), width)]
         while True:
             frontier: list[Node] = []
             for kids in subtrees:
@@ -40,16 +39,12 @@ class Dvts:
                 best = max(kids, key=lambda node: node.reward)  # first one on ties
                 for node in kids:
                     if node is not best and node.status == "open":
-                        node.status = "pruned"
+                        expander.allocate(node, 0)  # pruned
                 if best.status == "open":
                     frontier.append(best)
             if not frontier:
-                return "done"
+                return expander.stop("done")
             if frontier[0].depth >= config.max_depth:
-                for node in frontier:
-                    node.status = "unfinished"
-                return "max_depth"
-            for node in frontier:
-                node.width, node.status = width, "expanded"
-            await expander.expand_round([(node, width) for node in frontier])
+                return expander.stop("max_depth")  # the paths still open are unfinished
+            await expand_level(expander, frontier, [width] * len(frontier))
             subtrees = [node.children for node in frontier]

@@ -22,13 +22,9 @@ same voting as the other strategies; paths still open at the end are reported as
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 
-import anyio
-
-from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
-from rebase_agent.expansion import TreeExpander, _first_leaf
+from rebase_agent.exceptions import RebaseError
+from rebase_agent.expansion import TreeExpander
 from rebase_agent.tree import Node
 
 __all__ = ("Mcts", "uct_score")
@@ -58,59 +54,39 @@ class Mcts:
                 config.mcts_token_budget is not None
                 and expander.usage.completion_tokens >= config.mcts_token_budget
             ):
-                return "token_budget"
+                return expander.stop("token_budget")  # the paths still open are unfinished
             leaves = self.select(root, min(config.mcts_batch_size, expansions_left), expander)
             if not leaves:
                 break
             expansions_left -= len(leaves)
             await self._batch(expander, leaves)
-        return "done"
+        return expander.stop("done")
 
     async def _batch(self, expander: TreeExpander, leaves: list[Node]) -> None:
         """Expand ``leaves`` concurrently, roll out from their best children, back up.
 
-        Ids (and the seeds derived from them) are reserved in plan order before anything is
-        awaited, and the batch's rollouts advance one step at a time together, so a seeded
-        search is the same whatever order the responses arrive in; values are backed up in
-        plan order once the batch is done.
+        The expansions and the rollouts are one round of the expander. Ids (and the seeds
+        derived from them) are reserved in plan order before anything is awaited, and the
+        batch's rollouts advance one step at a time together, so a seeded search is the same
+        whatever order the responses arrive in; values are backed up in plan order once the
+        batch is done.
         """
         config = expander.config
         plan = [(leaf, expander.tree.reserve_ids(self._width(leaf, expander))) for leaf in leaves]
-        for leaf, ids in plan:
-            leaf.width, leaf.status = len(ids), "expanded"
-        stats = expander.begin_round(
-            depth=min(leaf.depth for leaf in leaves),
-            expanded=len(leaves),
-            budget=sum(len(ids) for _, ids in plan),
-        )
-        new: list[Node] = []
-        failures: list[RebaseError] = []
-        starts: list[Node | None] = []
-        ends: list[Node | None] = []
-        try:
-            results = await _gather([partial(expander.expand, leaf, ids) for leaf, ids in plan])
-            for (leaf, _), out in zip(plan, results, strict=True):
+        with expander.round(plan) as this_round:
+            outcomes = await expander.expand_each(plan, into=this_round)
+            starts: list[Node | None] = []
+            for leaf, out in zip(leaves, outcomes, strict=True):
                 self._virtual_loss(leaf, -1)
-                if isinstance(out, RebaseError):
-                    expander.record_failure(leaf, out)
+                if isinstance(out, RebaseError):  # recorded by the round
                     self._mark_exhausted(leaf)
-                    failures.append(out)
                     starts.append(None)
                     continue
-                new.extend(out)
                 for child in out:  # the PRM's value of each new child is its first visit
                     child.visits, child.value_sum = 1, child.reward
                 starts.append(max(out, key=lambda c: c.reward))
             ends = await self._rollouts(expander, starts) if config.mcts_rollout else starts
-        except ExceptionGroup as group:
-            leaf_exc = _first_leaf(group)
-            raise leaf_exc from leaf_exc.__cause__
-        finally:
-            stats.failed = len(failures)
-            expander.end_round(stats, new)
-        if len(failures) == len(leaves):
-            raise failures[0]  # nothing could make progress
-        for (leaf, _), start, end in zip(plan, starts, ends, strict=True):
+        for leaf, start, end in zip(leaves, starts, ends, strict=True):
             if start is None or end is None:
                 continue
             if end is start:  # no rollout: the best new child's reward, from the leaf up
@@ -128,25 +104,25 @@ class Mcts:
         stopped: set[int] = set()
         max_depth = expander.config.max_depth
         while True:
-            plan: list[tuple[int, Node, range]] = []
+            rolling: list[int] = []
+            plan: list[tuple[Node, range]] = []
             for i, node in enumerate(ends):  # ids reserved in plan order, before any await
                 if node is None or i in stopped:
                     continue
                 if node.status != "open" or node.depth >= max_depth:
                     continue
                 if node.rollout:
-                    node.width, node.status = 1, "expanded"
-                plan.append((i, node, expander.tree.reserve_ids(1)))
+                    expander.allocate(node, 1)
+                rolling.append(i)
+                plan.append((node, expander.tree.reserve_ids(1)))
             if not plan:
                 return ends
-            results = await _gather(
-                [partial(expander.expand, node, ids, rollout=True) for _, node, ids in plan]
-            )
-            for (i, node, _), out in zip(plan, results, strict=True):
+            outcomes = await expander.expand_each(plan, rollout=True)
+            for i, (node, _), out in zip(rolling, plan, outcomes, strict=True):
                 if isinstance(out, RebaseError):  # the rollout ends at its last scored node
                     if node.rollout:
                         expander.record_failure(node, out)
-                    else:
+                    else:  # the tree node it started from keeps its status
                         expander.usage.failed_expansions += 1
                     stopped.add(i)
                 else:
@@ -209,21 +185,3 @@ class Mcts:
         while parent is not None and all(c.id in self._exhausted for c in parent.children):
             self._exhausted.add(parent.id)
             parent = parent.parent
-
-
-async def _gather(
-    calls: Sequence[Callable[[], Awaitable[list[Node]]]],
-) -> list[list[Node] | RebaseError]:
-    """Run ``calls`` concurrently; each one's children, or the request failure that ended it."""
-    out: list[list[Node] | RebaseError] = [[] for _ in calls]
-
-    async def one(index: int) -> None:
-        try:
-            out[index] = await calls[index]()
-        except (ProviderError, ScoringError) as exc:
-            out[index] = exc
-
-    async with anyio.create_task_group() as tg:
-        for index in range(len(calls)):
-            tg.start_soon(one, index)
-    return out

@@ -14,58 +14,44 @@ The search is level-synchronous. At each depth:
 It ends when B reaches 0 or no node is open (the widths always sum to B, so these are the same),
 or at ``max_depth``, where nodes still open are reported as unfinished. There are no rollouts.
 
-:class:`LevelSearch` is that loop with step 2 left open; sampling and beam search
-(:mod:`~rebase_agent.strategies.sampling`, :mod:`~rebase_agent.strategies.beam`) fill it in
-differently, so all three are compared on the same machinery and the same accounting.
+:func:`~rebase_agent.strategies.level.expand_level` and the budget accounting are shared
+with sampling and beam search, which run this loop with another allocation
+(:class:`~rebase_agent.strategies.level.LevelSearch`).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from rebase_agent.allocation import allocate_widths
 from rebase_agent.config import RebaseConfig
 from rebase_agent.expansion import TreeExpander
+from rebase_agent.strategies.level import expand_level, open_children, spent_samples
 from rebase_agent.tree import Node
 
-__all__ = ("LevelSearch", "Rebase")
+__all__ = ("Rebase",)
 
 
-class LevelSearch(ABC):
-    """A level-synchronous tree search over reasoning steps; subclasses allocate the budget."""
+class Rebase:
+    """Reward balanced search: the budget goes to nodes by softmax of their rewards."""
 
     async def run(self, expander: TreeExpander) -> str:
         """Grow ``expander.tree`` until the budget is spent; return why the search stopped."""
         config = expander.config
-        budget = config.budget
+        budget = config.budget  # B
         frontier: list[Node] = [expander.tree.root]
         while True:
+            # 1-2: split B over the open nodes by their rewards; width 0 prunes.
             widths = self.allocate(frontier, budget, config)
-            plan = []
-            for node, width in zip(frontier, widths, strict=True):
-                node.width = width
-                node.status = "expanded" if width > 0 else "pruned"
-                if width > 0:
-                    plan.append((node, width))
-            children = await expander.expand_round(plan)
-            # Finished and token-capped paths are spent samples; failed ones are not.
-            budget -= sum(child.status in ("finished", "unfinished") for child in children)
-            frontier = [child for child in children if child.status == "open"]
+            # 3: one request per node, all at once; each child scored as soon as it exists.
+            children = await expand_level(expander, frontier, widths)
+            # 4: finished and token-capped paths leave the pool; the open ones go on.
+            budget -= spent_samples(children)
+            frontier = open_children(children)
             if budget <= 0 or not frontier:
-                return "done"
+                return expander.stop("done")
             if frontier[0].depth >= config.max_depth:
-                for node in frontier:
-                    node.status = "unfinished"
-                return "max_depth"
-
-    @abstractmethod
-    def allocate(self, frontier: Sequence[Node], budget: int, config: RebaseConfig) -> list[int]:
-        """Children for each open node; the widths sum to at most ``budget``."""
-
-
-class Rebase(LevelSearch):
-    """Reward balanced search: the budget goes to nodes by softmax of their rewards."""
+                return expander.stop("max_depth")  # the paths still open are unfinished
 
     def allocate(self, frontier: Sequence[Node], budget: int, config: RebaseConfig) -> list[int]:
         """Widths by ``exp(R / T_b)``, rounded as ``config.rounding`` says."""
