@@ -10,6 +10,11 @@ Compute is shown on two bases that do not depend on what else ran in the same ev
   largest first-request prompt any search of that problem reported, so it is the same for every
   strategy and budget of that problem.
 
+Where a baseline strategy (sampling, by default) ran on the same problems, every other strategy
+is compared with it problem by problem at each budget and aggregation (:class:`Comparison`): the
+difference in accuracy with a paired bootstrap 95% interval over problems, the problems each
+one alone got right, an exact two-sided sign test on those, and the compute ratio on both bases.
+
 The prompt tokens the provider reported are kept in the JSON (``reported_prompt_tokens``) but
 never compared: with a prompt cache shared by every search of a run, one search's count depends
 on what ran beside it. The scorer's tokens count as FLOPs when its parameter count is given.
@@ -25,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,10 +41,13 @@ from rebase_agent.evaluation.results import AGGREGATIONS, BudgetOutcome, EvalRow
 
 __all__ = (
     "Cell",
+    "Comparison",
     "ReportSummary",
     "format_table",
     "gguf_parameter_count",
+    "paired_bootstrap",
     "plot_scaling",
+    "sign_test",
     "summarize",
     "wilson_interval",
 )
@@ -105,20 +114,90 @@ class Cell(BaseModel):
         return self.generated_tokens + self.uncached_prompt_tokens
 
 
+class Comparison(BaseModel):
+    """One strategy against the baseline at one budget and aggregation, on the problems both
+    answered."""
+
+    dataset: str
+    label: str
+    strategy: str
+    baseline: str
+    budget: int
+    aggregation: Aggregation
+    n: int
+    """Problems both searches answered (the pairs)."""
+    difference: float
+    """Accuracy of ``strategy`` minus that of ``baseline`` (a fraction: 0.1 is 10 points)."""
+    ci_low: float
+    ci_high: float
+    """Paired bootstrap 95% interval of the difference (percentiles of resampled problems)."""
+    only_strategy: int
+    """Problems only ``strategy`` got right."""
+    only_baseline: int
+    """Problems only ``baseline`` got right."""
+    p_value: float
+    """Exact two-sided sign test (McNemar's) on those discordant problems."""
+    generated_ratio: float | None
+    """Generated tokens of ``strategy`` over the baseline's (``None`` when the baseline's are 0)."""
+    policy_ratio: float | None
+    """The same with cache-less prompt tokens added (``None`` where unknown)."""
+
+
 class ReportSummary(BaseModel):
-    """Every cell, and what the compute estimate assumed."""
+    """Every cell, the paired comparisons with the baseline, and what the compute estimate
+    assumed."""
 
     datasets: list[str]
     params: float | None = None
     scorer_params: float | None = None
+    baseline: str | None = None
     cells: list[Cell] = Field(default_factory=list)
+    comparisons: list[Comparison] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 
+def paired_bootstrap(
+    a: Sequence[bool], b: Sequence[bool], *, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired problems and its 95% percentile bootstrap interval.
+
+    Problems are resampled with replacement, ``resamples`` times, from a generator seeded with
+    ``seed``, so a report is the same every time it is drawn.
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in length, or are empty.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need two equal, non-empty samples, got {len(a)} and {len(b)}")
+    diffs = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
+    n = len(diffs)
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(resamples))
+    low = means[int(0.025 * (resamples - 1))]
+    high = means[math.ceil(0.975 * (resamples - 1))]
+    return sum(diffs) / n, low, high
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial p-value of ``wins`` against ``losses`` under p = 1/2 (1.0 when
+    there are none)."""
+    total = wins + losses
+    if total == 0:
+        return 1.0
+    tail = sum(math.comb(total, k) for k in range(min(wins, losses) + 1)) / 2**total
+    return min(1.0, 2 * tail)
+
+
 def summarize(
-    rows: Sequence[EvalRow], *, params: float | None = None, scorer_params: float | None = None
+    rows: Sequence[EvalRow],
+    *,
+    params: float | None = None,
+    scorer_params: float | None = None,
+    baseline: str | None = "sampling",
 ) -> ReportSummary:
-    """Accuracy and mean compute per (dataset, run label, strategy, budget, aggregation).
+    """Accuracy and mean compute per (dataset, run label, strategy, budget, aggregation), and
+    each strategy paired with ``baseline`` on the same problems (none when ``baseline`` is
+    ``None`` or did not run).
 
     A problem counts once per cell: where several searches answer the same budget (a sampling
     run extended to a larger budget), a search at exactly that budget wins, else the largest.
@@ -191,6 +270,9 @@ def summarize(
                     flops_with_prompt=flops_with_prompt,
                 )
             )
+    summary.comparisons = _compare(groups, problem_prompt, baseline)
+    if summary.comparisons:
+        summary.baseline = baseline
     if doubles:
         summary.notes.append(
             f"lines marked{_DOUBLE_MARK} ran on a test double (no model): their accuracy "
@@ -205,6 +287,77 @@ def summarize(
     if len({c.n for c in summary.cells}) > 1:
         summary.notes.append("cells have different numbers of problems (an unfinished run?)")
     return summary
+
+
+def _tokens(
+    outcomes: Sequence[tuple[str, BudgetOutcome]],
+    problem_prompt: dict[tuple[str, str], int],
+    dataset: str,
+    *,
+    prompt: bool,
+) -> float | None:
+    """Generated tokens of ``outcomes`` in all, with the cache-less prompt tokens when
+    ``prompt`` (``None`` where one of those is unknown)."""
+    total = 0.0
+    for pid, o in outcomes:
+        total += o.completion_tokens
+        if prompt:
+            cost = o.uncached_prompt_tokens(problem_prompt.get((dataset, pid), 0))
+            if cost is None:
+                return None
+            total += cost
+    return total
+
+
+def _compare(
+    groups: dict[tuple[str, str, str, int], list[tuple[str, BudgetOutcome]]],
+    problem_prompt: dict[tuple[str, str], int],
+    baseline: str | None,
+) -> list[Comparison]:
+    comparisons: list[Comparison] = []
+    if baseline is None:
+        return comparisons
+    for (dataset, label, strategy, budget), members in sorted(groups.items()):
+        base = dict(groups.get((dataset, label, baseline, budget), []))
+        if strategy == baseline or not base:
+            continue
+        pairs = [(pid, o, base[pid]) for pid, o in members if pid in base]
+        if not pairs:
+            continue
+
+        ours = [(pid, o) for pid, o, _ in pairs]
+        theirs = [(pid, b) for pid, _, b in pairs]
+        ratios = []
+        for prompt in (False, True):
+            mine = _tokens(ours, problem_prompt, dataset, prompt=prompt)
+            other = _tokens(theirs, problem_prompt, dataset, prompt=prompt)
+            ratios.append(None if mine is None or not other else mine / other)
+        for aggregation in AGGREGATIONS:
+            a = [o.votes[aggregation].correct for _, o, _ in pairs]
+            b = [o.votes[aggregation].correct for _, _, o in pairs]
+            difference, low, high = paired_bootstrap(a, b)
+            wins = sum(x and not y for x, y in zip(a, b, strict=True))
+            losses = sum(y and not x for x, y in zip(a, b, strict=True))
+            comparisons.append(
+                Comparison(
+                    dataset=dataset,
+                    label=label,
+                    strategy=strategy,
+                    baseline=baseline,
+                    budget=budget,
+                    aggregation=aggregation,
+                    n=len(pairs),
+                    difference=difference,
+                    ci_low=low,
+                    ci_high=high,
+                    only_strategy=wins,
+                    only_baseline=losses,
+                    p_value=sign_test(wins, losses),
+                    generated_ratio=ratios[0],
+                    policy_ratio=ratios[1],
+                )
+            )
+    return comparisons
 
 
 def _count(value: float | None, width: int, spec: str) -> str:
@@ -235,10 +388,34 @@ def format_table(summary: ReportSummary) -> str:
                 f"{_count(c.flops, 9, '.2e')} {_count(c.flops_with_prompt, 9, '.2e')}"
             )
         lines.append("")
+        pairs = [c for c in summary.comparisons if c.aggregation == aggregation]
+        if pairs:
+            lines.append(
+                f"{'paired with ' + (summary.baseline or ''):<{width}} {'N':>5} {'n':>5} "
+                f"{'diff':>6} {'95% CI':>13} {'+/-':>7} {'p':>6} {'gen ×':>6} {'all ×':>6}"
+            )
+            for p in pairs:
+                name = f"Δ {p.strategy}"
+                if len(summary.datasets) > 1:
+                    name = f"{p.dataset}: {name}"
+                ci = f"[{100 * p.ci_low:+.1f}, {100 * p.ci_high:+.1f}]"
+                lines.append(
+                    f"{name:<{width}.{width}} {p.budget:>5} {p.n:>5} {100 * p.difference:>+6.1f} "
+                    f"{ci:>13} {f'{p.only_strategy}/{p.only_baseline}':>7} {p.p_value:>6.3f} "
+                    f"{_count(p.generated_ratio, 6, '.2f')} {_count(p.policy_ratio, 6, '.2f')}"
+                )
+            lines.append("")
     lines.append(
         "generated: generated tokens per problem (the paper's basis); prompt: prompt tokens a "
         "server without a prompt cache would evaluate (every request's full prompt)"
     )
+    if summary.comparisons:
+        lines.append(
+            "paired: accuracy difference in points on the problems both answered, paired "
+            "bootstrap 95% CI; +/-: problems only the strategy / only the baseline got right; "
+            "p: exact sign test on those; gen ×, all ×: compute ratio, generated tokens and "
+            "generated + cache-less prompt"
+        )
     lines += [f"note: {note}" for note in summary.notes]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -10,7 +10,9 @@ from rebase_agent.evaluation.outcomes import grade_result, subsample_nodes
 from rebase_agent.evaluation.report import (
     format_table,
     gguf_parameter_count,
+    paired_bootstrap,
     plot_scaling,
+    sign_test,
     summarize,
     wilson_interval,
 )
@@ -132,6 +134,53 @@ def test_report_counts_each_problem_once_with_cache_independent_compute() -> Non
     row = "rebase                       2     2  100.0 [34.2, 100.0]        100         85"
     assert row + "  2.00e+11  3.70e+11" in table
     assert json.loads(summary.model_dump_json())["cells"][0]["series"] == "rebase"
+
+
+def test_each_strategy_is_paired_with_the_baseline_on_the_problems_both_answered() -> None:
+    summary = summarize(_rows())
+    assert summary.baseline == "sampling"
+    pair = {(c.budget, c.aggregation): c for c in summary.comparisons}
+    # Only budget 2 has both: rebase got a, b right (weighted), sampling b only.
+    assert set(pair) == {(2, a) for a in ("majority", "weighted_majority", "best_of_n")}
+    weighted = pair[(2, "weighted_majority")]
+    assert (weighted.strategy, weighted.baseline, weighted.n) == ("rebase", "sampling", 2)
+    assert weighted.difference == 0.5
+    assert (weighted.only_strategy, weighted.only_baseline) == (1, 0)
+    assert weighted.p_value == 1.0  # one discordant problem proves nothing
+    assert (weighted.ci_low, weighted.ci_high) == (0.0, 1.0)
+    # Generated tokens 200 against 100; with the cache-less prompts (170 each) 370 against 270.
+    assert weighted.generated_ratio == 2.0
+    assert weighted.policy_ratio == pytest.approx(370 / 270)
+    best = pair[(2, "best_of_n")]
+    assert (best.difference, best.only_strategy, best.only_baseline) == (-1.0, 0, 2)
+    table = format_table(summary)
+    assert "paired with sampling" in table
+    assert (
+        "Δ rebase                     2     2  +50.0 [+0.0, +100.0]     1/0  1.000   2.00   1.37"
+        in table
+    )
+    assert summarize(_rows(), baseline=None).comparisons == []
+    assert summarize(_rows(), baseline="beam").comparisons == []
+
+
+def test_paired_bootstrap_and_sign_test_match_hand_computed_values() -> None:
+    same = [True, False] * 20
+    assert paired_bootstrap(same, same) == (0.0, 0.0, 0.0)
+    a = [True] * 30 + [False] * 10
+    b = [False] * 10 + [True] * 20 + [False] * 10
+    diff, low, high = paired_bootstrap(a, b, seed=1)
+    assert diff == 0.25  # 10 problems only a got right out of 40
+    # sd of the mean of 40 values that are 1 a quarter of the time: sqrt(.25 * .75 / 40) = .068
+    assert 0.25 - 2.3 * 0.068 < low < 0.25 - 1.7 * 0.068
+    assert 0.25 + 1.7 * 0.068 < high < 0.25 + 2.3 * 0.068
+    assert paired_bootstrap(a, b, seed=1) == (diff, low, high)  # seeded: the same every time
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        paired_bootstrap([True], [True, False])
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(5, 0) == pytest.approx(2 / 32)
+    assert sign_test(0, 10) == pytest.approx(2 / 1024)
+    assert sign_test(3, 3) == 1.0
+    assert sign_test(8, 2) == pytest.approx(2 * (1 + 10 + 45) / 1024)
 
 
 def test_rows_without_request_counts_have_no_cacheless_cost() -> None:
