@@ -13,8 +13,9 @@ A preset is the prompt and the search fields that go with it, in one place, for 
 
 :func:`resolve_preset` takes a preset name or the path of a text file (a base-model prompt with
 a ``{problem}`` field, optionally ending in ``{solution}``). The core never imports a provider:
-backends read :attr:`Preset.prefix`, :attr:`Preset.completion_format` (the llama.cpp backend's
-``{problem}``/``{solution}`` format string) or :attr:`Preset.system_prompt`.
+backends read :attr:`Preset.prefix`, :attr:`Preset.completion_format` (the same prompt as a
+``{problem}``/``{solution}`` :class:`~rebase_agent.templates.FormatTemplate`) or
+:attr:`Preset.system_prompt`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rebase_agent.templates import FormatTemplate
 
 __all__ = ("PRESETS", "Preset", "PresetKind", "preset_names", "resolve_preset")
 
@@ -87,14 +90,15 @@ class Preset(BaseModel):
                 raise ValueError(f"base preset {self.name!r} needs a prefix with '{{problem}}'")
             if "{solution}" in self.prefix:
                 raise ValueError(f"preset {self.name!r}: the prefix ends before '{{solution}}'")
+            FormatTemplate(self.prefix)  # a bad placeholder or brace fails here, named
         elif not self.system_prompt:
             raise ValueError(f"chat preset {self.name!r} needs a system_prompt")
         return self
 
     @property
     def completion_format(self) -> str:
-        """The prompt as a ``{problem}``/``{solution}`` format string (base presets), the form
-        of the llama.cpp backend's ``CompletionTemplate``."""
+        """The prompt as a ``{problem}``/``{solution}`` format string (base presets), for a
+        :class:`~rebase_agent.templates.FormatTemplate`."""
         if self.prefix is None:
             raise ValueError(f"chat preset {self.name!r} has no completion format")
         return self.prefix + "{solution}"

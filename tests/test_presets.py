@@ -56,3 +56,10 @@ def test_a_preset_must_match_its_kind() -> None:
         Preset(name="x", kind="base")
     with pytest.raises(ValidationError, match="needs a system_prompt"):
         Preset(name="x", kind="chat")
+
+
+def test_a_base_preset_prefix_is_checked_as_a_format_template() -> None:
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{question\}"):
+        Preset(name="x", kind="base", prefix="{problem} {question}")
+    literal = Preset(name="x", kind="base", prefix="Reply as {{n}}. {problem}\n")
+    assert literal.render_prefix("1+1") == "Reply as {n}. 1+1\n"

@@ -14,7 +14,9 @@ together, lower ``n_gpu_layers`` (the rest runs on the CPU) or ``n_ctx`` until
 
 Entry points: :class:`LlamaCppProvider` (the policy), :class:`LlamaCppScorer` (a PRM read from
 label-token logits), :func:`local_models` (both, memory-checked) and :func:`default_models`
-(both on the bundled Gemma 3 270M, sharing one loaded model).
+(both on the bundled Gemma 3 270M, sharing one loaded model). Prompt templates are the core's
+(:mod:`rebase_agent.templates`), the same the HTTP provider takes; ``CompletionTemplate`` and
+``ChatTemplate`` still import from here, under their earlier names.
 """
 
 from providers.llamacpp._lib import llama_cpp as _llama_cpp  # noqa: F401  (import guard)
@@ -32,14 +34,16 @@ from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE as DEFAULT_JUDGE
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE as FEW_SHOT_STEPS_TEMPLATE
 from providers.llamacpp.templates import ChatTemplate as ChatTemplate
 from providers.llamacpp.templates import CompletionTemplate as CompletionTemplate
-from providers.llamacpp.templates import PromptTemplate as PromptTemplate
+from rebase_agent.templates import FormatTemplate as FormatTemplate
+from rebase_agent.templates import JinjaChatTemplate as JinjaChatTemplate
+from rebase_agent.templates import PromptTemplate as PromptTemplate
 
 __all__ = (
     "DEFAULT_COMPLETION_TEMPLATE",
     "DEFAULT_JUDGE_TEMPLATE",
     "FEW_SHOT_STEPS_TEMPLATE",
-    "ChatTemplate",
-    "CompletionTemplate",
+    "FormatTemplate",
+    "JinjaChatTemplate",
     "LlamaCppProvider",
     "LlamaCppScorer",
     "LlamaModel",

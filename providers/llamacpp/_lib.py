@@ -22,10 +22,10 @@ if not hasattr(llama_cpp, "llama_get_memory"):  # pragma: no cover - old install
         "(needs >=0.3.16,<0.4): pip install -U 'rebase-agent[llama]'"
     )
 
-__all__ = ("ensure_backend", "llama_cpp", "set_native_logging")
+__all__ = ("ensure_backend", "init_ggml", "llama_cpp", "set_native_logging")
 
-_backend_lock = threading.Lock()
-_backend_ready = False
+_ggml_lock = threading.Lock()
+_ggml_ready = False
 
 
 def set_native_logging(verbose: bool) -> None:
@@ -41,10 +41,16 @@ def set_native_logging(verbose: bool) -> None:
     )
 
 
-def ensure_backend() -> None:
-    """Initialise the llama.cpp backend once per process (thread-safe, idempotent)."""
-    global _backend_ready
-    with _backend_lock:
-        if not _backend_ready:
+def init_ggml() -> None:
+    """Initialise ggml, llama.cpp's tensor library (``llama_backend_init``), once per process
+    (thread-safe, idempotent). Call it before loading a model or estimating its memory."""
+    global _ggml_ready
+    with _ggml_lock:
+        if not _ggml_ready:
             llama_cpp.llama_backend_init()
-            _backend_ready = True
+            _ggml_ready = True
+
+
+ensure_backend = init_ggml
+"""The former name of :func:`init_ggml`, until ``model.py`` and ``memory.py`` call it by its
+new name ("backend" means a provider-and-scorer factory, ``--backend``)."""

@@ -10,10 +10,11 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 - ``n_ctx`` (8192), ``scorer_n_ctx`` (4096), ``n_seq_max`` (32), ``n_threads``;
 - ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
   laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
-- ``template``: a format string with ``{problem}`` and ``{solution}``, or a Jinja chat
-  template (default: four worked examples for the bundled model, the plain
-  ``Question/Answer`` template for any other); ``chat`` / ``scorer_chat`` (``true``/``false``):
-  use the GGUF's chat template;
+- ``template``: a format string with ``{problem}`` and optionally a trailing ``{solution}``
+  (literal braces written ``{{``/``}}``), or a Jinja chat template, told apart by
+  :func:`rebase_agent.templates.is_jinja_template` (default: four worked examples for the
+  bundled model, the plain ``Question/Answer`` template for any other); ``chat`` /
+  ``scorer_chat`` (``true``/``false``): use the GGUF's chat template;
 - ``top_k``: sample among the top-k tokens only (0: the whole vocabulary; the default, except
   40 for the embedded default);
 - ``repack`` (``auto``, ``on``, ``off``): how llama.cpp stores the CPU weights (default

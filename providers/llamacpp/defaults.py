@@ -10,8 +10,9 @@ from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.provider import LlamaCppProvider
 from providers.llamacpp.repack import Repack
 from providers.llamacpp.scorer import LlamaCppScorer
-from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE, PromptTemplate
+from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
 from rebase_agent.presets import PRESETS
+from rebase_agent.templates import PromptTemplate
 
 __all__ = (
     "EMBEDDED_SEARCH_DEFAULTS",

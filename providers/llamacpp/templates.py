@@ -1,30 +1,40 @@
-"""Prompt rendering: a plain completion template for base models, or a chat template.
+"""Prompt rendering for the llama.cpp provider: the core's templates, and the defaults.
 
-A template turns ``(problem, solution so far)`` into the prompt text the model continues. The
-solution always comes last, verbatim, so the model's next tokens are the next step.
+A template turns ``(problem, solution so far)`` into the prompt text the model continues; the
+solution always comes last, verbatim, so the model's next tokens are the next step. The kinds are
+the core's (:mod:`rebase_agent.templates`), the same the HTTP provider takes:
 
-* :class:`CompletionTemplate`: a Python format string with ``{problem}`` and ``{solution}``. The
-  default, :data:`DEFAULT_COMPLETION_TEMPLATE`, suits base models such as Gemma 3 270M::
+* a format string with ``{problem}`` and ``{solution}`` (:class:`FormatTemplate`). The default,
+  :data:`DEFAULT_COMPLETION_TEMPLATE`, suits base models such as Gemma 3 270M::
 
       Question: {problem}
       Answer: Let's think step by step.
 
       {solution}
 
-  Steps are separated by blank lines (the default step delimiter ``"\\n\\n"``), and the first step
-  starts right after the blank line that ends the header.
-* :class:`ChatTemplate`: a Jinja chat template (the GGUF's ``tokenizer.chat_template`` or the
-  user's), rendered with the problem as the user turn and the generation prompt on, then the
+  Steps are separated by blank lines (the default step delimiter ``"\\n\\n"``), and the first
+  step starts right after the blank line that ends the header.
+* a Jinja chat template (:class:`JinjaChatTemplate`: the GGUF's ``tokenizer.chat_template`` or
+  the user's), rendered with the problem as the user turn and the generation prompt on, then the
   solution appended as the start of the assistant's reply.
+
+:func:`resolve_template` picks one for a model; :class:`CompletionTemplate` and
+:class:`ChatTemplate` are their earlier names here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 from rebase_agent.presets import PRESETS
+from rebase_agent.prm import JUDGE_PROMPT
+from rebase_agent.templates import (
+    FormatTemplate,
+    JinjaChatTemplate,
+    PromptTemplate,
+    is_jinja_template,
+)
 
 __all__ = (
     "DEFAULT_COMPLETION_TEMPLATE",
@@ -32,6 +42,8 @@ __all__ = (
     "FEW_SHOT_STEPS_TEMPLATE",
     "ChatTemplate",
     "CompletionTemplate",
+    "FormatTemplate",
+    "JinjaChatTemplate",
     "PromptTemplate",
     "resolve_template",
 )
@@ -48,85 +60,58 @@ plain-arithmetic questions of ``benchmarks/data/everyday.jsonl`` from 2 to 7 of 
 temperature 0.7, top-k 40); the one-step word problem keeps the model from adding a second step
 to a problem that needs one."""
 
-DEFAULT_JUDGE_TEMPLATE = (
-    "Below is a math problem and a solution, step by step. Decide whether the last step is "
-    "correct.\n\nProblem: {problem}\n\nSolution:\n{previous}{step}\n\n"
-    "Is the last step correct (Yes or No)? Answer:"
-)
-"""The LLM-as-judge prompt of :class:`~providers.llamacpp.LlamaCppScorer` (``{previous}`` is the
-steps before the one judged, ``{step}`` the judged step)."""
+DEFAULT_JUDGE_TEMPLATE = JUDGE_PROMPT
+"""The LLM-as-judge prompt of :class:`~providers.llamacpp.LlamaCppScorer`:
+:data:`rebase_agent.prm.JUDGE_PROMPT` (``{previous}`` is the steps before the one judged,
+``{step}`` the judged step)."""
 
 
-@runtime_checkable
-class PromptTemplate(Protocol):
-    """Renders a problem and a partial solution into the text the model continues."""
-
-    def render(self, problem: str, solution: str) -> str:
-        """The prompt text; it must end with ``solution`` verbatim."""
-        ...
-
-
-class CompletionTemplate:
-    """A Python format string with the fields ``{problem}`` and ``{solution}``.
+class CompletionTemplate(FormatTemplate):
+    """:class:`~rebase_agent.templates.FormatTemplate` under its earlier name here, whose default
+    is :data:`DEFAULT_COMPLETION_TEMPLATE`.
 
     Raises:
-        ValueError: A field is missing, or ``{solution}`` is not at the very end.
+        ValueError: No ``{problem}`` field, an unknown placeholder, or ``{solution}`` not at the
+            very end.
     """
 
     def __init__(self, fmt: str = DEFAULT_COMPLETION_TEMPLATE) -> None:
-        if "{problem}" not in fmt or not fmt.endswith("{solution}"):
-            raise ValueError(
-                "a completion template needs {problem} and must end with {solution}: " + repr(fmt)
-            )
-        self.fmt = fmt
+        super().__init__(fmt)
 
-    def render(self, problem: str, solution: str) -> str:
-        """Fill in the fields."""
-        return self.fmt.format(problem=problem, solution=solution)
-
-    def __repr__(self) -> str:
-        return f"CompletionTemplate({self.fmt!r})"
+    @property
+    def fmt(self) -> str:
+        """The format string."""
+        return self.source
 
 
-def _raise(message: str) -> None:
-    raise ValueError(f"chat template error: {message}")
-
-
-class ChatTemplate:
-    """A Jinja chat template (Hugging Face conventions: ``messages``, ``add_generation_prompt``,
-    ``bos_token``, ``eos_token``), rendered in a sandbox.
+class ChatTemplate(JinjaChatTemplate):
+    """:class:`~rebase_agent.templates.JinjaChatTemplate` under its earlier name here.
 
     Args:
         source: The Jinja source.
         bos_token: Text of the model's BOS token, for templates that print it.
         eos_token: Text of the model's EOS token.
-        system: An optional system message.
+        system: An optional system message (``system_prompt`` of the core class).
+        **variables: More template variables.
     """
 
     def __init__(
-        self, source: str, *, bos_token: str = "", eos_token: str = "", system: str | None = None
+        self,
+        source: str,
+        *,
+        bos_token: str = "",
+        eos_token: str = "",
+        system: str | None = None,
+        **variables: Any,
     ) -> None:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = _raise
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        self._template = env.from_string(source)
-        self.source = source
-        self.bos_token, self.eos_token, self.system = bos_token, eos_token, system
-
-    def render(self, problem: str, solution: str) -> str:
-        """The conversation up to the assistant's reply, then ``solution``."""
-        messages = [{"role": "user", "content": problem}]
-        if self.system:
-            messages.insert(0, {"role": "system", "content": self.system})
-        head = self._template.render(
-            messages=messages,
-            add_generation_prompt=True,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
+        super().__init__(
+            source, system_prompt=system, bos_token=bos_token, eos_token=eos_token, **variables
         )
-        return head + solution
+
+    @property
+    def system(self) -> str | None:
+        """The system message."""
+        return self.system_prompt
 
 
 def resolve_template(
@@ -141,9 +126,11 @@ def resolve_template(
     """Pick the prompt template for a model.
 
     Args:
-        template: ``None`` (chat: the model's own template; else the default completion
-            template), a :class:`PromptTemplate`, or a string: a Jinja chat template when it
-            contains ``{%`` or ``{{``, else a format string with ``{problem}`` and ``{solution}``.
+        template: ``None`` (chat: the model's own template; else
+            :data:`DEFAULT_COMPLETION_TEMPLATE`), a :class:`PromptTemplate`, or a string: a Jinja
+            chat template or a format string with ``{problem}`` and ``{solution}``, told apart
+            by :func:`rebase_agent.templates.is_jinja_template` (a format string with ``{{``
+            escapes stays a format string).
         chat: Use a chat template when ``template`` is ``None``.
         model_template: The GGUF's chat template, if any.
         token_text: Text of a token id, to fill ``bos_token``/``eos_token``.
@@ -151,10 +138,11 @@ def resolve_template(
         eos: The model's EOS id.
 
     Raises:
-        ValueError: ``chat=True`` with no template and a model without one.
+        ValueError: ``chat=True`` with no template and a model without one; or a bad template
+            string (the message quotes it and names the problem: an unknown placeholder, a Jinja
+            syntax error, a template that does not render).
+        TypeError: ``template`` is not a template.
     """
-    if isinstance(template, PromptTemplate):
-        return template
     if template is None:
         if not chat:
             return CompletionTemplate()
@@ -164,6 +152,13 @@ def resolve_template(
                 "template=... (a Jinja chat template or a format string), or chat=False"
             )
         template = model_template
-    if "{%" in template or "{{" in template:
-        return ChatTemplate(template, bos_token=token_text(bos), eos_token=token_text(eos))
-    return CompletionTemplate(template)
+    if isinstance(template, str):
+        if is_jinja_template(template):
+            return ChatTemplate(template, bos_token=token_text(bos), eos_token=token_text(eos))
+        return CompletionTemplate(template)
+    if isinstance(template, PromptTemplate):
+        return template
+    raise TypeError(
+        "template must be a str (a format or Jinja chat template) or an object with "
+        f"render(problem, solution), got {type(template).__name__}"
+    )

@@ -3,9 +3,9 @@
 Any instruction model on any OpenAI-compatible server that returns ``top_logprobs`` can judge.
 The prompt ends exactly where the label is predicted; one token is requested at temperature 0
 and the score is read from the first token's top logprobs, summing spelling variants and
-bounding a label missing from the top-k (:mod:`.label_probs`). For thinking models, turn
-thinking off through ``extra_body`` (``{"chat_template_kwargs": {"enable_thinking": False}}``),
-or the first token is ``<think>``.
+bounding a label missing from the top-k (:func:`rebase_agent.prm.label_probability`). For
+thinking models, turn thinking off through ``extra_body``
+(``{"chat_template_kwargs": {"enable_thinking": False}}``), or the first token is ``<think>``.
 """
 
 from __future__ import annotations
@@ -14,20 +14,16 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from providers.openai_compat.logprob_scorers import LogprobScorer
+from rebase_agent.prm import (
+    JUDGE_PROMPT,
+    JUDGE_SYSTEM,
+    JUDGE_USER,
+    YES_NO_LABELS,
+    JudgeTemplate,
+)
+from rebase_agent.templates import chat_messages
 
 __all__ = ("JUDGE_PROMPT", "JUDGE_SYSTEM", "JUDGE_USER", "JudgeScorer")
-
-JUDGE_SYSTEM = (
-    "You check solutions to problems one step at a time. Reply with exactly one word: Yes or No."
-)
-JUDGE_USER = (
-    "Problem:\n{problem}\n\nSolution so far:\n{previous}\n\nLast step:\n{last}\n\n"
-    "Is the last step correct? Answer Yes or No."
-)
-JUDGE_PROMPT = (
-    "Problem:\n{problem}\n\nSolution so far:\n{solution}\n\n"
-    "Question: Is the last step of the solution so far correct? Answer Yes or No.\nAnswer:"
-)
 
 
 class JudgeScorer(LogprobScorer):
@@ -39,12 +35,16 @@ class JudgeScorer(LogprobScorer):
         api: ``"chat"`` (system + user turn) or ``"completions"`` (a prompt ending in
             ``"Answer:"``).
         system_prompt: The chat system turn.
-        user_template: The chat user turn; fields ``{problem}``, ``{previous}`` (the steps before
-            the last, or "(none)"), ``{last}`` and ``{solution}``.
-        prompt_template: The completions prompt; same fields.
+        user_template: The chat user turn, a format string over the judge fields of
+            :func:`rebase_agent.prm.judge_fields` (``{problem}``, ``{previous}``, ``{step}``,
+            ``{last}``, ``{so_far}``, ``{solution}``).
+        prompt_template: The completions prompt (the same for llama.cpp's judge); same fields.
         positive: Spellings of the positive label (variants of case and spacing are summed).
         negative: Spellings of the negative label.
         **kwargs: See :class:`LogprobScorer`.
+
+    Raises:
+        ValueError: A template with an unknown placeholder or bad braces, named.
     """
 
     def __init__(
@@ -56,33 +56,23 @@ class JudgeScorer(LogprobScorer):
         system_prompt: str | None = JUDGE_SYSTEM,
         user_template: str = JUDGE_USER,
         prompt_template: str = JUDGE_PROMPT,
-        positive: Sequence[str] = ("Yes",),
-        negative: Sequence[str] = ("No",),
+        positive: Sequence[str] = YES_NO_LABELS[0],
+        negative: Sequence[str] = YES_NO_LABELS[1],
         **kwargs: Any,
     ) -> None:
+        user = JudgeTemplate(user_template, name="user_template")
+        completion = JudgeTemplate(prompt_template, name="prompt_template")
         super().__init__(model, base_url, **kwargs)
         self.api = api
         self.system_prompt = system_prompt
-        self.user_template = user_template
-        self.prompt_template = prompt_template
+        self.user_template, self.prompt_template = user, completion
         self.positive = tuple(positive)
         self.negative = tuple(negative)
 
-    @staticmethod
-    def _fields(problem: str, steps: Sequence[str]) -> dict[str, str]:
-        return {
-            "problem": problem,
-            "previous": "".join(steps[:-1]).strip() or "(none)",
-            "last": steps[-1].strip() if steps else "",
-            "solution": "".join(steps).strip(),
-        }
-
     def prompt(self, problem: str, steps: Sequence[str]) -> str:
         """The completions prompt, ending in ``"Answer:"``."""
-        return self.prompt_template.format(**self._fields(problem, steps))
+        return self.prompt_template.render(problem, steps)
 
     def messages(self, problem: str, steps: Sequence[str]) -> list[dict[str, str]]:
         """System instructions, then the problem, the steps and the question."""
-        user = self.user_template.format(**self._fields(problem, steps))
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return [*system, {"role": "user", "content": user}]
+        return chat_messages(self.user_template.render(problem, steps), self.system_prompt)

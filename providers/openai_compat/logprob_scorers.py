@@ -3,8 +3,8 @@
 They run on any OpenAI-compatible server that returns logprobs (vLLM, SGLang, llama-server,
 Ollama ≥ 0.12.11 on ``/v1``, OpenAI chat models that are not reasoning models). Each request
 asks for one token at temperature 0 and reads P(positive)/(P(positive)+P(negative)) (see
-:mod:`.label_probs`). Each scores the *last* step of a prefix, one request per prefix not yet
-scored (cached, so a node's steps are never re-scored).
+:func:`rebase_agent.prm.label_probability`). Each scores the *last* step of a prefix, one
+request per prefix not yet scored (cached, so a node's steps are never re-scored).
 
 - :class:`MathShepherdScorer`: Math-Shepherd on ``/v1/completions``: the prompt ends in the
   last step's `` ки`` tag; labels ``+``/``-``.
@@ -22,10 +22,15 @@ from typing import Any, Literal
 
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
-from providers.openai_compat.label_probs import label_probability
 from providers.openai_compat.retry import RetryPolicy
-from providers.openai_compat.score_cache import CachedScorer
 from rebase_agent.exceptions import ScoringError
+from rebase_agent.prm import (
+    MATH_SHEPHERD_LABELS,
+    MATH_SHEPHERD_TAG,
+    CachedScorer,
+    label_probability,
+    math_shepherd_text,
+)
 from rebase_agent.usage import record_scorer_tokens
 
 __all__ = ("LogprobScorer", "MathShepherdScorer", "RLHFlowScorer")
@@ -55,8 +60,8 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
     """
 
     api: Literal["chat", "completions"] = "chat"
-    positive: tuple[str, ...] = ("+",)
-    negative: tuple[str, ...] = ("-",)
+    positive: tuple[str, ...] = MATH_SHEPHERD_LABELS[0]
+    negative: tuple[str, ...] = MATH_SHEPHERD_LABELS[1]
 
     def __init__(
         self,
@@ -98,7 +103,9 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         """The chat messages, ending where the label is predicted."""
         raise NotImplementedError
 
-    async def _score_last_steps(self, problem: str, prefixes: list[tuple[str, ...]]) -> list[float]:
+    async def score_last_steps(self, problem: str, prefixes: list[tuple[str, ...]]) -> list[float]:
+        """Score the last step of each prefix: one request per prefix (chat) or per
+        ``batch_size`` prefixes (completions), concurrently."""
         size = self.batch_size if self.api == "completions" else 1
         groups = [prefixes[i : i + size] for i in range(0, len(prefixes), size)]
         tokens = [0, 0]
@@ -187,12 +194,12 @@ class MathShepherdScorer(LogprobScorer):
     """Math-Shepherd PRM through ``/v1/completions`` logprobs: P(+) after the last `` ки``."""
 
     api = "completions"
-    step_tag = "ки"
+    step_tag = MATH_SHEPHERD_TAG
 
     def prompt(self, problem: str, steps: Sequence[str]) -> str:
-        """``f"{problem} {step1} ки\\n{step2} ки"``: the model predicts ``+``/``-`` next."""
-        body = "\n".join(f"{s.replace(self.step_tag, '').strip()} {self.step_tag}" for s in steps)
-        return f"{problem} {body}"
+        """``f"{problem} {step1} ки\\n{step2} ки"``: the model predicts ``+``/``-`` next
+        (:func:`~rebase_agent.prm.math_shepherd_text`)."""
+        return math_shepherd_text(problem, steps, self.step_tag)
 
 
 class RLHFlowScorer(LogprobScorer):

@@ -14,38 +14,24 @@ vLLM serves a PRM with ``--runner pooling``; ``POST /pooling`` with ``{"model", 
   '{"pooling_type":"STEP","step_tag_id":12902,"returned_token_ids":[648,387]}'``.
 
 Many partial solutions go in one request (``batch_size`` per request, requests concurrent);
-scores are cached per prefix (see :class:`~.score_cache.CachedScorer`).
+scores are cached per prefix (see :class:`rebase_agent.prm.CachedScorer`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
 from providers.openai_compat.retry import RetryPolicy
-from providers.openai_compat.score_cache import CachedScorer
 from rebase_agent.exceptions import ScoringError
+from rebase_agent.prm import MATH_SHEPHERD_TAG, CachedScorer, class_probability, math_shepherd_text
 from rebase_agent.usage import record_scorer_tokens
 
 __all__ = ("MathShepherdPoolingScorer", "PoolingScorer", "QwenPRMScorer")
 
 QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
-def two_class_probability(row: Sequence[float], positive: int) -> float:
-    """The probability of class ``positive`` from a row of probabilities or logits."""
-    values = [float(v) for v in row]
-    if len(values) < 2 or positive >= len(values):
-        raise ScoringError(f"expected a row of at least 2 class values, got {row!r}")
-    if all(0.0 <= v <= 1.0 for v in values):
-        total = sum(values)
-        return values[positive] / total if total > 0 else 0.5
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    return exps[positive] / sum(exps)
 
 
 class PoolingScorer(CachedScorer, UsesEndpoints):
@@ -102,9 +88,10 @@ class PoolingScorer(CachedScorer, UsesEndpoints):
         """The PRM's input text for one partial solution."""
         raise NotImplementedError
 
-    async def _score_solutions(
+    async def score_solutions(
         self, problem: str, solutions: list[tuple[str, ...]]
     ) -> list[list[float]]:
+        """Score every step of each solution, ``batch_size`` solutions per request."""
         batches = [
             solutions[i : i + self.batch_size] for i in range(0, len(solutions), self.batch_size)
         ]
@@ -142,7 +129,7 @@ class PoolingScorer(CachedScorer, UsesEndpoints):
                 rows = [rows]  # a single step tag, flattened
             if not isinstance(rows, list):
                 raise ScoringError(f"{url}/pooling: result without data: {str(item)[:200]!r}")
-            rows_per_item.append([two_class_probability(r, self.positive_index) for r in rows])
+            rows_per_item.append([class_probability(r, self.positive_index) for r in rows])
         return rows_per_item
 
 
@@ -187,7 +174,7 @@ class MathShepherdPoolingScorer(PoolingScorer):
     order, so each row is ``[P(+), P(-)]``.
     """
 
-    step_tag = "ки"
+    step_tag = MATH_SHEPHERD_TAG
     positive_index = 0
 
     def __init__(
@@ -196,6 +183,6 @@ class MathShepherdPoolingScorer(PoolingScorer):
         super().__init__(model, *args, **kwargs)
 
     def render(self, problem: str, steps: Sequence[str]) -> str:
-        """``f"{problem} {step1} ки\\n{step2} ки..."``."""
-        body = "\n".join(f"{s.replace(self.step_tag, '').strip()} {self.step_tag}" for s in steps)
-        return f"{problem} {body}"
+        """``f"{problem} {step1} ки\\n{step2} ки..."``
+        (:func:`~rebase_agent.prm.math_shepherd_text`)."""
+        return math_shepherd_text(problem, steps, self.step_tag)

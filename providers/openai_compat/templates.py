@@ -1,125 +1,91 @@
-"""Prompt templates for raw continuation: render the text that comes before the solution.
+"""Prompt templates of the HTTP provider: the core's, plus the server's own chat template.
 
-A template renders the prompt *prefix* for a problem; the provider appends the partial solution
-(``"".join(steps)``) to it, so every request for one problem shares the same prefix and servers
-with prefix caching (vLLM, SGLang, llama-server) reuse it. Three kinds:
+The raw modes (``completions``, ``ollama_raw``) send a template's prefix plus
+``"".join(steps)``, so every request for one problem shares the same prefix and servers with
+prefix caching (vLLM, SGLang, llama-server) reuse it. The provider takes what the llama.cpp
+provider takes (see :func:`rebase_agent.templates.coerce_template`), and one kind more:
 
-- :class:`FormatTemplate`: a plain ``str.format`` string with a ``{problem}`` field.
-- :class:`JinjaChatTemplate`: a model's chat template (Jinja, as in ``tokenizer_config.json``),
-  rendered here with the generation prompt added.
-- :class:`ServerChatTemplate`: the server's own chat template, via llama-server's
+- a string: a ``str.format`` template with ``{problem}`` (:class:`FormatTemplate`), or a Jinja
+  chat template (:class:`JinjaChatTemplate`), told apart by
+  :func:`rebase_agent.templates.is_jinja_template`;
+- any :class:`~rebase_agent.templates.PromptTemplate` (``render(problem, solution)``);
+- a :class:`ServerTemplate`, rendered by the server: :class:`ServerChatTemplate`, llama-server's
   ``POST /apply-template``.
+
+:func:`coerce_template` turns what a user passed into one of these (and fails there, with the
+template and the problem named); :func:`prompt_prefix` renders it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from rebase_agent import templates as _core
 from rebase_agent.exceptions import ProviderError
+from rebase_agent.templates import PromptTemplate, chat_messages, is_jinja_template
 
 if TYPE_CHECKING:
     from providers.openai_compat.endpoints import Endpoint, EndpointPool
 
 __all__ = (
+    "DEFAULT_PREFIX",
     "FormatTemplate",
     "JinjaChatTemplate",
     "PromptTemplate",
     "ServerChatTemplate",
+    "ServerTemplate",
     "chat_messages",
+    "coerce_template",
+    "prompt_prefix",
 )
 
-
-def chat_messages(problem: str, system_prompt: str | None) -> list[dict[str, str]]:
-    """The opening of a conversation: an optional system message, then the problem."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages.append({"role": "user", "content": problem})
-    return messages
+DEFAULT_PREFIX = "{problem}\n\n"
+"""The HTTP provider's prompt when it is given none: the problem, then a blank line."""
 
 
 @runtime_checkable
-class PromptTemplate(Protocol):
-    """Renders the prompt that precedes the partial solution."""
+class ServerTemplate(Protocol):
+    """A template that a server renders (it needs the endpoints and the model name)."""
 
     async def render_prefix(self, problem: str, endpoints: EndpointPool, model: str) -> str:
         """Return the prompt text up to where the solution starts."""
         ...
 
 
-class FormatTemplate:
-    """A ``str.format`` template with a ``{problem}`` field.
-
-    Args:
-        template: For example ``"Question: {problem}\\nAnswer: Let's think step by step.\\n"``.
+class FormatTemplate(_core.FormatTemplate):
+    """:class:`rebase_agent.templates.FormatTemplate` (default ``"{problem}\\n\\n"``).
 
     Example:
-        >>> import anyio
-        >>> anyio.run(FormatTemplate("Q: {problem}\\nA:").render_prefix, "1+1?", None, "m")
+        >>> FormatTemplate("Q: {problem}\\nA:").render("1+1?", "")
         'Q: 1+1?\\nA:'
     """
 
-    def __init__(self, template: str = "{problem}\n\n") -> None:
-        if "{problem}" not in template:
-            raise ValueError(f"template needs a '{{problem}}' field, got {template!r}")
-        self.template = template
+    def __init__(self, source: str = DEFAULT_PREFIX) -> None:
+        super().__init__(source)
 
-    async def render_prefix(self, problem: str, endpoints: EndpointPool | None, model: str) -> str:
-        """Fill ``{problem}`` in."""
-        return self.template.format(problem=problem)
+    @property
+    def template(self) -> str:
+        """The format string (the former name of :attr:`source`)."""
+        return self.source
 
-
-class JinjaChatTemplate:
-    """A Hugging Face-style Jinja chat template, rendered with the generation prompt.
-
-    Needs ``jinja2`` (``pip install jinja2``). The template sees ``messages``,
-    ``add_generation_prompt=True``, ``bos_token``, ``eos_token`` and any extra ``variables``
-    (e.g. ``enable_thinking=False``), in a sandbox, as ``transformers`` renders it.
-
-    Args:
-        template: The ``chat_template`` string from the model's tokenizer config.
-        system_prompt: Optional system message before the problem.
-        bos_token: Text of the BOS token, if the template writes it (often it should not,
-            when the server adds BOS itself).
-        eos_token: Text of the EOS token.
-        variables: More template variables.
-    """
-
-    def __init__(
-        self,
-        template: str,
-        *,
-        system_prompt: str | None = None,
-        bos_token: str = "",
-        eos_token: str = "",
-        **variables: Any,
-    ) -> None:
-        try:
-            from jinja2.exceptions import TemplateError
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("JinjaChatTemplate needs jinja2: pip install jinja2") from exc
-
-        def raise_exception(message: str) -> None:
-            raise TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
-        self._template = env.from_string(template)
-        self.system_prompt = system_prompt
-        self._variables = {"bos_token": bos_token, "eos_token": eos_token, **variables}
-
-    def render_messages(
-        self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
+    # Transitional: OpenAIProvider still awaits ``template.render_prefix(problem, endpoints,
+    # model)``; drop this once it calls :func:`prompt_prefix`.
+    async def render_prefix(
+        self, problem: str, endpoints: EndpointPool | None = None, model: str = ""
     ) -> str:
-        """Render a conversation with the template."""
-        return str(
-            self._template.render(
-                messages=messages, add_generation_prompt=add_generation_prompt, **self._variables
-            )
-        )
+        """The prompt up to where the solution starts."""
+        return self.render(problem, "")
 
-    async def render_prefix(self, problem: str, endpoints: EndpointPool | None, model: str) -> str:
-        """Render the system and user turns and open the assistant turn."""
-        return self.render_messages(chat_messages(problem, self.system_prompt))
+
+class JinjaChatTemplate(_core.JinjaChatTemplate):
+    """:class:`rebase_agent.templates.JinjaChatTemplate`, rendered with the generation prompt."""
+
+    # Transitional, as FormatTemplate.render_prefix.
+    async def render_prefix(
+        self, problem: str, endpoints: EndpointPool | None = None, model: str = ""
+    ) -> str:
+        """The system and user turns, and the assistant turn opened."""
+        return self.render(problem, "")
 
 
 class ServerChatTemplate:
@@ -150,3 +116,46 @@ class ServerChatTemplate:
             return str(data["prompt"])
 
         return await endpoints.call(op, path="/apply-template", model=model, at_root=True)
+
+
+def coerce_template(
+    template: str | PromptTemplate | ServerTemplate | None,
+    *,
+    system_prompt: str | None = None,
+) -> PromptTemplate | ServerTemplate:
+    """The template that ``template`` describes, for the raw modes.
+
+    Args:
+        template: ``None`` (:data:`DEFAULT_PREFIX`), a string (a Jinja chat template when
+            :func:`~rebase_agent.templates.is_jinja_template` says so, else a format template
+            with ``{problem}`` and optionally a trailing ``{solution}``), a
+            :class:`PromptTemplate` or a :class:`ServerTemplate` (returned as they are).
+        system_prompt: The system message of a Jinja chat template given as a string.
+
+    Raises:
+        ValueError: A bad template string: the message quotes it and says what is wrong (an
+            unknown placeholder, a Jinja syntax error, a template that does not render).
+        TypeError: Not a template.
+    """
+    if template is None:
+        return FormatTemplate()
+    if isinstance(template, str):
+        if is_jinja_template(template):
+            return JinjaChatTemplate(template, system_prompt=system_prompt)
+        return FormatTemplate(template)
+    if isinstance(template, (PromptTemplate, ServerTemplate)):
+        return template
+    raise TypeError(
+        "template must be a str (a format or Jinja chat template), an object with "
+        "render(problem, solution) or a ServerChatTemplate, got "
+        f"{type(template).__name__}"
+    )
+
+
+async def prompt_prefix(
+    template: PromptTemplate | ServerTemplate, problem: str, endpoints: EndpointPool, model: str
+) -> str:
+    """The prompt text up to where the solution starts, rendered here or by the server."""
+    if isinstance(template, PromptTemplate):
+        return template.render(problem, "")
+    return await template.render_prefix(problem, endpoints, model)

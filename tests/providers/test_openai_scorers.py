@@ -15,9 +15,9 @@ from providers.openai_compat import (
     MathShepherdScorer,
     QwenPRMScorer,
     RLHFlowScorer,
-    label_probability,
 )
 from rebase_agent import Scorer, ScoreRequest, ScoringError
+from rebase_agent.prm import label_probability
 from rebase_agent.usage import Usage, _current_usage
 from tests.providers.openai_fake_server import FakeApp, serve
 
@@ -215,3 +215,22 @@ async def test_completions_judge_batches_prompts_in_order(usage: Usage) -> None:
     assert [len(r.body["prompt"]) for r in app.requests] == [4, 2]
     assert usage.scorer_completion_tokens == app.usage_sent["completion_tokens"]
     assert usage.scorer_prompt_tokens == app.usage_sent["prompt_tokens"]
+
+
+def test_a_judge_template_with_an_unknown_field_fails_when_built() -> None:
+    with pytest.raises(ValueError, match=r"user_template '\{question\}': unknown placeholder"):
+        JudgeScorer("m", "http://127.0.0.1:9/v1", user_template="{question}")
+    with pytest.raises(ValueError, match=r"prompt_template 'Q \{problem\}\}': Single '\}'"):
+        JudgeScorer("m", "http://127.0.0.1:9/v1", prompt_template="Q {problem}}")
+
+
+async def test_judge_completions_prompt_is_the_llama_judges() -> None:
+    app = FakeApp()
+    async with serve(app) as url, JudgeScorer("j", url, api="completions") as scorer:
+        await scorer.score(request(("x = 1\n\n", "x + 1 = 2\n\n")))
+    longest = max((r.body["prompt"] for r in app.requests), key=len)
+    assert longest == (
+        "Below is a math problem and a solution, step by step. Decide whether the last step is "
+        "correct.\n\nProblem: What is 2+2?\n\nSolution:\nx = 1\n\nx + 1 = 2\n\n"
+        "Is the last step correct (Yes or No)? Answer:"
+    )
