@@ -30,7 +30,9 @@ __all__ = (
     "double_notice",
     "is_double",
     "load_backend",
+    "parse_flag",
     "parse_options",
+    "prepare",
     "register_backend",
     "search_defaults",
 )
@@ -130,6 +132,35 @@ async def aclose(*parts: object) -> None:
         close = getattr(part, "aclose", None)
         if close is not None:
             await close()
+
+
+async def prepare(*parts: object) -> None:
+    """Run each provider's or scorer's async ``prepare()``, where it has one (the OpenAI
+    provider's server probe), so that a bad server fails a command before any search.
+
+    Raises:
+        ProviderError: What a ``prepare`` raises: a server on which no search can run, with the
+            probe's reason.
+    """
+    for part in parts:
+        ready = getattr(part, "prepare", None)
+        if ready is not None:
+            await ready()
+
+
+def parse_flag(name: str, value: str) -> bool:
+    """A backend option's on/off value: ``on``/``true``/``yes``/``1`` or ``off``/``false``/
+    ``no``/``0``, in any case.
+
+    Raises:
+        ValueError: Any other value, naming the option.
+    """
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"option {name} must be on or off, got {value!r}")
 
 
 def parse_options(pairs: Iterable[str]) -> dict[str, str]:

@@ -9,6 +9,15 @@ the exact value is written after it (`` 42``) and the model continues the same s
 When the text before ``=`` is not arithmetic (``x =``, ``Step 1: 15 =``) nothing is written and the
 model continues as it would have.
 
+That needs a provider that tells a step stopped at ``=`` from one stopped at its delimiter; an
+HTTP server that trims stop strings and does not say which one matched (llama-server's and
+llama-cpp-python's ``/v1/completions``) cannot. For those, ``method="correct"`` reads the whole
+step instead: at the first ``=`` whose arithmetic the text does not follow with its exact value,
+the text is cut after the ``=``, the value written, and the model continues from there. The
+step comes out as ``method="stop"`` would have made it (the model's own continuation after the
+right value), it costs a request only where the model's value was wrong, and the tokens it
+generated past the cut are counted, as they were paid for.
+
 What the search sees is unchanged: one :class:`~rebase_agent.StepCompletion` per child, the whole
 step as one text, ending as the model ended it. Its ``completion_tokens`` count only the tokens
 the model generated (the calculator's digits are prompt tokens of the continuation, counted in
@@ -20,9 +29,10 @@ the prefix's KV cache, a continuation costs little more than the tokens it gener
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, localcontext
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -30,10 +40,18 @@ from rebase_agent.backends import aclose
 from rebase_agent.claims import open_value
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest
 
-__all__ = ("TRIGGER", "CalculatorProvider", "format_value")
+__all__ = ("TRIGGER", "CalculatorProvider", "Method", "calculating", "format_value", "writes_value")
 
 TRIGGER = "="
 """The stop string at which the calculator looks at the step."""
+
+Method = Literal["stop", "correct"]
+"""How the calculator finds a step's ``=``: ``stop`` samples with ``=`` as a stop string (the
+provider must say which stop string ended a step); ``correct`` reads the finished step and
+rewrites it from the first wrong value on (any provider)."""
+
+_WRITTEN = re.compile(r"[ \t]*\$?[ \t]*(-?\d[\d,]*(?:\.\d+)?)")
+"""The number a step writes right after an ``=``: ``" 42"``, ``" $1,250"``, ``" 3.33"``."""
 
 
 def format_value(value: Fraction, *, decimals: int = 2) -> str:
@@ -57,6 +75,28 @@ def format_value(value: Fraction, *, decimals: int = 2) -> str:
         return str(exact.quantize(Decimal(1).scaleb(-shown)))
 
 
+def writes_value(after: str, value: Fraction) -> bool:
+    """Whether ``after``, the text right after an ``=``, starts with ``value``: exactly, or
+    rounded to the decimal places it shows (``3.33`` and ``3.3`` for 10/3)."""
+    found = _WRITTEN.match(after)
+    if found is None:
+        return False
+    digits = found.group(1).replace(",", "")
+    written = Fraction(digits)
+    if written == value:
+        return True
+    places = len(digits.partition(".")[2])
+    if places == 0:
+        return False
+    return bool(abs(written - value) * 2 * 10**places <= 1)
+
+
+def calculating(provider: object) -> bool:
+    """Whether ``provider`` is a :class:`CalculatorProvider` that writes values (its
+    ``enabled``), so that a command can say the values after ``=`` came from a calculator."""
+    return isinstance(provider, CalculatorProvider) and provider.enabled
+
+
 class CalculatorProvider:
     """A :class:`~rebase_agent.Provider` whose steps get their arithmetic from a calculator.
 
@@ -66,19 +106,40 @@ class CalculatorProvider:
         max_calls: Most calculator calls in one step; after that the step is finished without
             stopping at ``=``.
         decimals: Places shown for a value that is not a short exact decimal.
+        method: ``stop`` (the default): sample with ``=`` as an extra stop string, for a
+            provider that tells which stop string ended a step (the llama.cpp provider);
+            ``correct``: read each finished step and rewrite it from its first wrong value, for
+            any provider (see the module docs).
 
-    The wrapped provider's ``search_defaults`` and ``aclose`` are passed through, so a backend
-    can wrap its provider without losing either.
+    The wrapped provider's ``search_defaults``, ``prepare`` (an HTTP provider's server probe)
+    and ``aclose`` are passed through, so a backend can wrap its provider without losing them;
+    it is an async context manager that closes the wrapped provider on exit.
+
+    Attributes:
+        enabled: Whether values are written; with ``False`` every request goes to the wrapped
+            provider unchanged (a backend may decide it once the server is probed, in
+            :meth:`prepare`).
     """
 
-    def __init__(self, provider: Provider, *, max_calls: int = 4, decimals: int = 2) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        max_calls: int = 4,
+        decimals: int = 2,
+        method: Method = "stop",
+    ) -> None:
         if max_calls < 1:
             raise ValueError(f"max_calls must be at least 1, got {max_calls!r}")
         if decimals < 0:
             raise ValueError(f"decimals must be at least 0, got {decimals!r}")
+        if method not in ("stop", "correct"):
+            raise ValueError(f"method must be 'stop' or 'correct', got {method!r}")
         self.provider = provider
         self.max_calls = max_calls
         self.decimals = decimals
+        self.method: Method = method
+        self.enabled = True
 
     @property
     def search_defaults(self) -> dict[str, Any] | None:
@@ -86,14 +147,44 @@ class CalculatorProvider:
         defaults = getattr(self.provider, "search_defaults", None)
         return defaults if isinstance(defaults, dict) else None
 
+    async def prepare(self) -> None:
+        """Run the wrapped provider's ``prepare()`` (e.g. the OpenAI provider's server probe),
+        if it has one; called again before every request, so it must return at once once done.
+
+        Raises:
+            ProviderError: What the wrapped provider's ``prepare`` raises (a server on which no
+                search can run).
+        """
+        prepare = getattr(self.provider, "prepare", None)
+        if prepare is not None:
+            await prepare()
+
     async def aclose(self) -> None:
         """Close the wrapped provider, if it has an ``aclose``."""
         await aclose(self.provider)
 
+    async def __aenter__(self) -> CalculatorProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Sample ``request.n`` steps, each finished with the calculator's help."""
-        if TRIGGER in request.stop:
+        await self.prepare()
+        if not self.enabled or TRIGGER in request.stop:
             return await self.provider.generate(request)
+        if self.method == "correct":
+            first = await self.provider.generate(request)
+            fixed: list[StepCompletion | None] = [None] * len(first)
+
+            async def correct(index: int, completion: StepCompletion) -> None:
+                fixed[index] = await self._correct(request, index, completion)
+
+            async with anyio.create_task_group() as tg:
+                for index, completion in enumerate(first):
+                    tg.start_soon(correct, index, completion)
+            return [completion for completion in fixed if completion is not None]
         stopping = request.model_copy(update={"stop": (*request.stop, TRIGGER)})
         first = await self.provider.generate(stopping)
         done: list[StepCompletion | None] = [None] * len(first)
@@ -132,18 +223,7 @@ class CalculatorProvider:
                 finish_reason = "length"
                 break
             stop = request.stop if calls >= self.max_calls else (*request.stop, TRIGGER)
-            seed = request.seed
-            if seed is not None:
-                seed = (seed * 7919 + index * 104729 + calls) % 2**31
-            follow = request.model_copy(
-                update={
-                    "steps": (*request.steps, text),
-                    "n": 1,
-                    "max_tokens": left,
-                    "stop": stop,
-                    "seed": seed,
-                }
-            )
+            follow = _follow(request, text, index, calls, max_tokens=left, stop=stop)
             (completion,) = await self.provider.generate(follow)
             text += completion.text
             prompt_tokens += completion.prompt_tokens
@@ -156,5 +236,84 @@ class CalculatorProvider:
             completion_tokens=completion_tokens,
         )
 
+    async def _correct(
+        self, request: StepRequest, index: int, completion: StepCompletion
+    ) -> StepCompletion:
+        """``completion`` rewritten from each wrong value on (``method="correct"``)."""
+        before = "".join(request.steps)
+        text = completion.text
+        prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
+        finish_reason = completion.finish_reason
+        # Tokens of the step's own text (estimated by length where a cut drops a tail); the
+        # step's limit applies to these, while completion_tokens counts all that was generated.
+        step_tokens = completion.completion_tokens
+        start, calls = 0, 0
+        while calls < self.max_calls:
+            found = _first_wrong(before, text, start)
+            if found is None:
+                break
+            cut, value = found
+            if text:
+                step_tokens = round(step_tokens * cut / len(text))
+            calls += 1
+            text = text[:cut] + " " + format_value(value, decimals=self.decimals)
+            start = len(text)
+            left = request.max_tokens - step_tokens
+            if left <= 0:
+                finish_reason = "length"
+                break
+            follow = _follow(request, text, index, calls, max_tokens=left, stop=request.stop)
+            (completion,) = await self.provider.generate(follow)
+            text += completion.text
+            prompt_tokens += completion.prompt_tokens
+            completion_tokens += completion.completion_tokens
+            step_tokens += completion.completion_tokens
+            finish_reason = completion.finish_reason
+        return StepCompletion(
+            text=text,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
     def __repr__(self) -> str:
         return f"CalculatorProvider({self.provider!r})"
+
+
+def _first_wrong(before: str, text: str, start: int) -> tuple[int, Fraction] | None:
+    """The first ``=`` of ``text`` at or after ``start`` whose arithmetic (read from the
+    solution ``before`` + ``text``) is not followed by its exact value: the position right
+    after that ``=``, and the value; ``None`` when every value is right."""
+    at = text.find(TRIGGER, start)
+    while at >= 0:
+        end = at + len(TRIGGER)
+        value = open_value(before + text[:end])
+        if value is not None and not writes_value(text[end:], value):
+            return end, value
+        at = text.find(TRIGGER, end)
+    return None
+
+
+def _follow(
+    request: StepRequest,
+    text: str,
+    index: int,
+    calls: int,
+    *,
+    max_tokens: int,
+    stop: tuple[str, ...],
+) -> StepRequest:
+    """The request that continues child ``index``'s step ``text`` after calculator call
+    ``calls``: one sample, its own seed derived from the request's."""
+    seed = request.seed
+    if seed is not None:
+        seed = (seed * 7919 + index * 104729 + calls) % 2**31
+    return request.model_copy(
+        update={
+            "steps": (*request.steps, text),
+            "n": 1,
+            "max_tokens": max_tokens,
+            "stop": stop,
+            "seed": seed,
+        }
+    )

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import typing
@@ -24,7 +23,7 @@ from pydantic import ValidationError
 from rebase_agent._cli_common import backend_factory as _backend
 from rebase_agent._cli_common import note_if_double as _note_if_double
 from rebase_agent._cli_common import option_pairs as _parse_options
-from rebase_agent.backends import DEFAULT_BACKEND, search_defaults
+from rebase_agent.backends import DEFAULT_BACKEND, aclose, prepare, search_defaults
 from rebase_agent.config import StrategyName
 from rebase_agent.evaluation.arithmetic import ArithmeticVerifier
 from rebase_agent.evaluation.datasets import DatasetError, load_dataset
@@ -36,9 +35,10 @@ from rebase_agent.evaluation.report import (
     summarize,
 )
 from rebase_agent.evaluation.results import ResultsError, read_rows
-from rebase_agent.evaluation.runner import run_eval
+from rebase_agent.evaluation.runner import EvalSummary, run_eval
 from rebase_agent.evaluation.settings import EvalSettings, load_settings_file
 from rebase_agent.evaluation.tree_view import render_html, render_text
+from rebase_agent.exceptions import ProviderError
 from rebase_agent.protocols import Provider, Scorer
 from rebase_agent.scorers import CHECKS, DEFAULT_CHECK, with_check
 
@@ -218,19 +218,36 @@ def eval_command(
         )
     _note_if_double(settings.backend)
     provider, scorer = build_backend(settings)
-    # The backend's recommended search fields, under the user's own.
-    settings = settings.model_copy(update={"config": search_defaults(provider) | settings.config})
-    bar = ProgressBar(settings, progress)
-    try:
-        summary = anyio.run(
-            functools.partial(
-                run_eval, settings, provider=provider, scorer=scorer, progress=bar, dataset=loaded
+    bars: list[ProgressBar] = []
+
+    async def probe_then_run() -> EvalSummary:
+        try:
+            try:
+                # A server's probe (the openai backend) before any search: a server that cannot
+                # run one fails here, and the search fields its preset recommends apply below.
+                await prepare(provider, scorer)
+            except (ProviderError, ValueError) as exc:  # ValueError: a preset that does not fit
+                raise click.ClickException(
+                    f"backend {settings.backend!r}: {exc}; no search was run"
+                ) from exc
+            # The backend's recommended search fields, under the user's own.
+            config = search_defaults(provider) | settings.config
+            ready = settings.model_copy(update={"config": config})
+            bars.append(ProgressBar(ready, progress))
+            return await run_eval(
+                ready, provider=provider, scorer=scorer, progress=bars[0], dataset=loaded
             )
-        )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await aclose(provider, scorer)
+
+    try:
+        summary = anyio.run(probe_then_run)
     except ResultsError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     click.echo(
         f"{summary.written} search(es) written, {summary.already_done} already done, "
         f"{len(summary.failures)} failed, of {summary.searches} "

@@ -47,19 +47,20 @@ from starlette.types import Receive, Scope, Send
 from rebase_agent import (
     DepthStats,
     Provider,
+    ProviderError,
     RebaseSearch,
     Scorer,
     SearchFailed,
     SearchResult,
     SearchTimeout,
 )
-from rebase_agent.backends import aclose, is_double
+from rebase_agent.backends import aclose, is_double, prepare
 from rebase_server import openai_api as api
-from rebase_server.config import RouteConfig, ServerConfig
+from rebase_server.config import ConfigError, RouteConfig, ServerConfig
 from rebase_server.openai_api import ApiError, Kind
 from rebase_server.routes import SettingError, build_searches, customise
 
-__all__ = ("ApiError", "create_app")
+__all__ = ("ApiError", "create_app", "prepare_app")
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,24 @@ class _Server:
         self.heartbeat_s = 10.0
         self.http: httpx2.AsyncClient | None = None
         """The client that forwards tool turns, opened by the app's lifespan."""
+        self.prepared = False
+
+    async def prepare(self) -> None:
+        """Probe each route's server once (see :func:`prepare_app`)."""
+        if self.prepared:
+            return
+        for name, search in self.searches.items():
+            try:
+                await prepare(search.provider, search.scorer)
+            except (ProviderError, ValueError) as exc:  # ValueError: a preset that does not fit
+                with anyio.CancelScope(shield=True):
+                    for each in self.searches.values():
+                        await aclose(each.provider, each.scorer)
+                raise ConfigError(f"routes.{name}: {exc}") from None
+        # The search fields a preset the probe chose recommends, under the route's own.
+        ready = {name: (s.provider, s.scorer) for name, s in self.searches.items()}
+        self.searches = build_searches(self.config, ready)
+        self.prepared = True
 
     # --- request handling -------------------------------------------------------------------
 
@@ -623,6 +642,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await server.prepare()  # at once where prepare_app ran already
         async with httpx2.AsyncClient() as http:
             server.http = http
             try:
@@ -647,3 +667,18 @@ def create_app(
     )
     app.state.server = server
     return app
+
+
+async def prepare_app(app: Starlette) -> None:
+    """Probe each route's server once, before the first request: the provider's and the
+    scorer's ``prepare()``, where they have one (the openai backend's probe). The routes'
+    searches then take the search fields that a preset the probe chose recommends, under the
+    route's own. The app's lifespan calls it too (at once when it ran already); ``rebase-agent
+    serve`` calls it before binding the port, so a bad server fails the command.
+
+    Raises:
+        ConfigError: A route's server cannot run a search: ``routes.NAME: probe: ...``. Every
+            route's provider and scorer are closed first.
+    """
+    server: _Server = app.state.server
+    await server.prepare()

@@ -1,12 +1,15 @@
 """``rebase-agent serve`` (the OpenAI-compatible server) and ``rebase-agent mcp`` (the MCP tool).
 
 Both read the same config (routes, caps, key) and fail on a bad one with a single line that names
-the field. Without a bearer token (``REBASE_API_KEY``, or the config's ``api_key_env``) they bind
-only to loopback unless told ``--insecure``.
+the field; ``serve`` also probes each route's server (the openai backend) before it binds the
+port, and fails with the probe's reason on a server that cannot run a search. Without a bearer
+token (``REBASE_API_KEY``, or the config's ``api_key_env``) they bind only to loopback unless
+told ``--insecure``.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
@@ -89,9 +92,10 @@ def _note_open(token: str | None) -> None:
 def serve(config_path: str | None, host: str | None, port: int | None, insecure: bool) -> None:
     """Serve REBASE as an OpenAI-compatible API (chat and text completions, responses, models,
     health)."""
+    import anyio
     import uvicorn
 
-    from rebase_server.app import create_app
+    from rebase_server.app import create_app, prepare_app
 
     config = _load(config_path, host, port)
     token = _token(config, config.host, insecure)
@@ -99,8 +103,21 @@ def serve(config_path: str | None, host: str | None, port: int | None, insecure:
         app = create_app(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    _note_open(token)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+
+    async def run() -> bool:
+        try:  # each route's server probed (the openai backend) before the port is bound
+            await prepare_app(app)
+        except ConfigError as exc:
+            raise click.ClickException(f"{exc}; not serving") from None
+        _note_open(token)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=config.host, port=config.port, log_level="info")
+        )
+        await server.serve()
+        return server.started
+
+    if not anyio.run(run):
+        sys.exit(3)  # uvicorn.run's exit status when the server did not start
 
 
 @click.command()

@@ -8,8 +8,14 @@ from fractions import Fraction
 import anyio
 import pytest
 
-from rebase_agent import RebaseConfig, StepRequest, solve
-from rebase_agent.calculator import TRIGGER, CalculatorProvider, format_value
+from rebase_agent import ProviderError, RebaseConfig, StepRequest, solve
+from rebase_agent.calculator import (
+    TRIGGER,
+    CalculatorProvider,
+    calculating,
+    format_value,
+    writes_value,
+)
 from rebase_agent.claims import open_value
 from rebase_agent.scorers import ArithmeticScorer
 from rebase_agent.testing import FunctionProvider
@@ -198,3 +204,144 @@ def test_a_search_with_the_calculator_answers_what_the_model_alone_gets_wrong() 
     assert alone.answer == "12"
     assert helped.answer == "42"
     assert helped.solution.startswith("Step 1: 15 + 27 = 42.\n\n")
+
+
+# method="correct": for providers that cannot say which stop string ended a step.
+
+
+@pytest.mark.parametrize(
+    ("after", "value", "written"),
+    [
+        (" 42.", Fraction(42), True),
+        ("42 apples", Fraction(42), True),
+        (" $1,250 in all", Fraction(1250), True),
+        (" 3.33 each", Fraction(10, 3), True),
+        (" 3.3", Fraction(10, 3), True),
+        (" 3.4", Fraction(10, 3), False),
+        (" 12.", Fraction(42), False),
+        (" 420", Fraction(42), False),
+        (" 42.5", Fraction(42), False),
+        (" -7", Fraction(-7), True),
+        (" forty-two", Fraction(42), False),
+        ("", Fraction(42), False),
+    ],
+)
+def test_writes_value_reads_the_number_after_the_equals_sign(
+    after: str, value: Fraction, written: bool
+) -> None:
+    assert writes_value(after, value) is written
+
+
+def test_correct_rewrites_a_finished_step_from_its_wrong_value() -> None:
+    inner = bad_adder()
+    calculator = CalculatorProvider(inner, method="correct")
+    request = StepRequest(problem="What is 15 + 27?", n=1, max_tokens=40, seed=3)
+    (step,) = anyio.run(calculator.generate, request)
+    assert step.text == "Step 1: 15 + 27 = 42.\n\n"
+    assert step.finish_reason == "step"
+    first, follow = inner.requests
+    assert first.stop == ("\n\n",)  # no extra stop string: the whole step is sampled
+    assert follow.steps == ("Step 1: 15 + 27 = 42",) and follow.stop == ("\n\n",)
+    # Generated: the whole first step (7 words, its tail thrown away but paid for), then ".".
+    assert step.completion_tokens == 7 + 1
+    # The step's limit counts its kept text: the first step's tokens in proportion to length.
+    kept = round(7 * len("Step 1: 15 + 27 =") / len("Step 1: 15 + 27 = 12.\n\n"))
+    assert follow.max_tokens == 40 - kept
+    assert follow.seed is not None and follow.seed != request.seed
+
+
+def test_correct_sends_nothing_more_when_the_model_wrote_the_right_values() -> None:
+    inner = bad_adder(step="Step 1: 15 + 27 = 42, and 42 * 2 = 84.\n\n")
+    (step,) = anyio.run(
+        CalculatorProvider(inner, method="correct").generate, StepRequest(problem="p")
+    )
+    assert step.text == "Step 1: 15 + 27 = 42, and 42 * 2 = 84.\n\n"
+    assert len(inner.requests) == 1
+
+
+def test_correct_fixes_each_wrong_value_of_a_step_in_turn() -> None:
+    def write(request: StepRequest) -> list[str]:
+        solution = "".join(request.steps)
+        if solution.endswith("= 42"):
+            return [", and 42 * 2 = 80.\n\n"] * request.n
+        if solution.endswith("= 84"):
+            return [".\n\n"] * request.n
+        return ["Step 1: 15 + 27 = 41, and 41 * 2 = 82.\n\n"] * request.n
+
+    inner = FunctionProvider(write)
+    (step,) = anyio.run(
+        CalculatorProvider(inner, method="correct").generate, StepRequest(problem="p")
+    )
+    assert step.text == "Step 1: 15 + 27 = 42, and 42 * 2 = 84.\n\n"
+    assert len(inner.requests) == 3
+    assert not list(_wrong(step.text))
+
+
+def _wrong(text: str) -> list[int]:
+    """Positions of the ``=`` whose arithmetic is not followed by its value."""
+    return [
+        i
+        for i in range(len(text))
+        if text[i] == TRIGGER
+        and (value := open_value(text[: i + 1])) is not None
+        and not writes_value(text[i + 1 :], value)
+    ]
+
+
+def test_correct_leaves_a_step_without_arithmetic_alone() -> None:
+    inner = bad_adder(step="Step 1: x = 5.\n\n")
+    (step,) = anyio.run(
+        CalculatorProvider(inner, method="correct").generate, StepRequest(problem="p")
+    )
+    assert step.text == "Step 1: x = 5.\n\n" and len(inner.requests) == 1
+
+
+def test_correct_with_no_tokens_left_ends_the_step_by_length_with_the_value() -> None:
+    inner = bad_adder(step="Step 1: 15 + 27 =")
+    request = StepRequest(problem="What is 15 + 27?", max_tokens=6)
+    (step,) = anyio.run(CalculatorProvider(inner, method="correct").generate, request)
+    assert step.text == "Step 1: 15 + 27 = 42" and step.finish_reason == "length"
+    assert len(inner.requests) == 1
+
+
+def test_correct_stops_after_max_calls() -> None:
+    def write(request: StepRequest) -> list[str]:  # always wrong
+        return [" + 1 = 5.\n\n" if request.steps else "Step 1: 1 + 1 = 5.\n\n"] * request.n
+
+    inner = FunctionProvider(write)
+    (step,) = anyio.run(
+        CalculatorProvider(inner, method="correct", max_calls=2).generate,
+        StepRequest(problem="p", max_tokens=99),
+    )
+    assert len(inner.requests) == 3
+    assert step.text == "Step 1: 1 + 1 = 2 + 1 = 3 + 1 = 5.\n\n"
+
+
+def test_a_disabled_calculator_passes_requests_through_and_says_so() -> None:
+    inner = bad_adder()
+    calculator = CalculatorProvider(inner)
+    calculator.enabled = False
+    (step,) = anyio.run(calculator.generate, StepRequest(problem="What is 15 + 27?"))
+    assert step.text == "Step 1: 15 + 27 = 12.\n\n" and len(inner.requests) == 1
+    assert not calculating(calculator) and calculating(CalculatorProvider(inner))
+    assert not calculating(inner)
+    with pytest.raises(ValueError, match="method"):
+        CalculatorProvider(inner, method="guess")  # type: ignore[arg-type]
+
+
+def test_prepare_passes_through_and_its_error_fails_the_first_request() -> None:
+    prepared: list[bool] = []
+
+    async def prepare() -> None:
+        prepared.append(True)
+        raise ProviderError("probe: cannot reach http://127.0.0.1:9/v1")
+
+    inner = bad_adder()
+    inner.prepare = prepare  # type: ignore[attr-defined]
+    calculator = CalculatorProvider(inner)
+    with pytest.raises(ProviderError, match="probe: cannot reach"):
+        anyio.run(calculator.prepare)
+    with pytest.raises(ProviderError, match="probe: cannot reach"):
+        anyio.run(calculator.generate, StepRequest(problem="p"))
+    assert prepared == [True, True] and not inner.requests
+    anyio.run(CalculatorProvider(bad_adder()).prepare)  # no prepare: nothing to do

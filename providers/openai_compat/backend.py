@@ -20,6 +20,14 @@ Options (``--option KEY=VALUE`` on the command line, ``options`` in a server rou
   ``none`` (every step 1.0: the ``--check`` alone scores); ``scorer_api`` (``chat`` or
   ``completions``: where the judge reads its logprobs; default ``chat``), ``scorer_model``
   (default: ``model``), ``scorer_base_url`` (default: ``base_url``);
+- ``calculator`` (``on``/``off``): the model writes the arithmetic of a step, a calculator
+  its value after each ``=`` (:class:`rebase_agent.calculator.CalculatorProvider`, with
+  ``method="correct"``: these servers trim stop strings without saying which one matched, so
+  each finished step is read and rewritten from its first wrong value). Default: on with the
+  ``few_shot_steps`` preset (named, or chosen by the probe), the embedded default's prompt,
+  which the llama backend also runs with the calculator; off for any other prompt. It needs a
+  mode that continues a step in place (``completions``, ``chat_prefill``, ``ollama_raw``);
+  ``on`` with ``chat_next_step`` is refused;
 - ``api_key_env``: the environment variable that holds the API key (default
   ``OPENAI_API_KEY``). Keys are never taken as option values, which end up in shell history
   and process lists.
@@ -34,10 +42,16 @@ from providers.openai_compat.judge import JudgeScorer
 from providers.openai_compat.logprob_scorers import MathShepherdScorer, RLHFlowScorer
 from providers.openai_compat.pooling import MathShepherdPoolingScorer, QwenPRMScorer
 from providers.openai_compat.provider import Backend, Mode, OpenAIProvider
+from rebase_agent.backends import parse_flag
+from rebase_agent.calculator import CalculatorProvider
+from rebase_agent.exceptions import ProviderError
 from rebase_agent.presets import resolve_preset
 from rebase_agent.protocols import Scorer, ScoreRequest
 
-__all__ = ("UniformScorer", "openai_backend")
+__all__ = ("ServerCalculator", "UniformScorer", "openai_backend")
+
+CALCULATOR_PRESET = "few_shot_steps"
+"""The preset with which the calculator is on by default (the embedded default's prompt)."""
 
 
 class UniformScorer:
@@ -47,6 +61,64 @@ class UniformScorer:
     async def score(self, request: ScoreRequest) -> list[list[float]]:
         """One 1.0 per step of each solution."""
         return [[1.0] * len(steps) for steps in request.solutions]
+
+
+class ServerCalculator(CalculatorProvider):
+    """The calculator over an :class:`OpenAIProvider` (``method="correct"``), decided once the
+    server is probed.
+
+    Args:
+        provider: The OpenAI provider.
+        auto: Turn the calculator on in :meth:`prepare` only when the provider prompts with the
+            :data:`CALCULATOR_PRESET` preset (the probe chooses it for a base model on raw
+            completions); ``False``: on whatever the preset.
+
+    The provider's other attributes (``mode``, ``preset``, ``report``, ``endpoints``, ...) read
+    through, so the pair behaves as the provider with a calculator in it.
+    """
+
+    def __init__(self, provider: OpenAIProvider, *, auto: bool = False) -> None:
+        super().__init__(provider, method="correct")
+        self.openai_provider = provider
+        self.auto = auto
+        self.enabled = not auto
+        self._decided = False
+
+    async def prepare(self) -> None:
+        """Probe the server (the provider's ``prepare``), then decide :attr:`enabled`.
+
+        Raises:
+            ProviderError: The probe found no search can run; or the calculator was asked for
+                and the probe chose ``chat_next_step``, where a step cannot be continued.
+        """
+        await self.openai_provider.prepare()
+        if self._decided:
+            return
+        if self.openai_provider.mode == "chat_next_step":
+            if not self.auto:
+                raise ProviderError(
+                    "calculator=on continues a step in place, but the probe chose mode "
+                    "chat_next_step (the server continues no assistant message): use "
+                    "mode=completions or chat_prefill, or calculator=off"
+                )
+            self.enabled = False
+        elif self.auto:
+            preset = self.openai_provider.preset
+            self.enabled = preset is not None and preset.name == CALCULATOR_PRESET
+        self._decided = True
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "openai_provider":
+            raise AttributeError(name)
+        return getattr(self.openai_provider, name)
+
+    def __repr__(self) -> str:
+        state = (
+            "decided by the probe"
+            if self.auto and not self._decided
+            else ("on" if self.enabled else "off")
+        )
+        return f"ServerCalculator({self.openai_provider!r}, {state})"
 
 
 _SCORERS: dict[str, type[Any]] = {
@@ -69,10 +141,11 @@ _KNOWN = {
     "probe",
     "template",
     "scorer_api",
+    "calculator",
 }
 
 
-def openai_backend(**options: str) -> tuple[OpenAIProvider, Scorer]:
+def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, Scorer]:
     """Build the provider and scorer that ``options`` describe (see the module docs).
 
     Raises:
@@ -104,6 +177,14 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider, Scorer]:
     if scorer_api is not None and scorer_kind != "judge":
         raise ValueError(f"scorer_api applies to scorer=judge only, not {scorer_kind!r}")
     preset = resolve_preset(options["template"]) if "template" in options else None
+    calculator = (
+        parse_flag("calculator", options["calculator"]) if "calculator" in options else None
+    )
+    if calculator and mode == "chat_next_step":
+        raise ValueError(
+            "calculator=on continues a step in place; mode chat_next_step ends each step as a "
+            "turn: use mode=completions or chat_prefill, or calculator=off"
+        )
     key_env = options.get("api_key_env", "OPENAI_API_KEY")
     api_key = os.environ.get(key_env)
     urls = options.get("base_url", "http://localhost:8000/v1").split(",")
@@ -118,11 +199,27 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider, Scorer]:
         preset=preset,
         probe=probing,
     )
+    policy = _with_calculator(provider, calculator, probing=probing, mode=mode)
     if scorer_kind == "none":
-        return provider, UniformScorer()
+        return policy, UniformScorer()
     scorer_urls = options.get("scorer_base_url", ",".join(urls)).split(",")
     extra: dict[str, Any] = {} if scorer_api is None else {"api": scorer_api}
     scorer = _SCORERS[scorer_kind](
         options.get("scorer_model", options["model"]), scorer_urls, api_key=api_key, **extra
     )
-    return provider, scorer
+    return policy, scorer
+
+
+def _with_calculator(
+    provider: OpenAIProvider, calculator: bool | None, *, probing: bool, mode: str
+) -> OpenAIProvider | ServerCalculator:
+    """``provider`` with the calculator the ``calculator`` option asks for (``None``: the
+    default, on with :data:`CALCULATOR_PRESET`, decided by the probe where it picks the
+    preset)."""
+    if calculator is not None:
+        return ServerCalculator(provider) if calculator else provider
+    if provider.preset is not None:  # named with template=
+        return ServerCalculator(provider) if provider.preset.name == CALCULATOR_PRESET else provider
+    if probing and mode not in ("chat_prefill", "chat_next_step"):
+        return ServerCalculator(provider, auto=True)  # the probe picks the preset
+    return provider  # the plain template, or a chat preset

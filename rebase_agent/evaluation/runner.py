@@ -1,6 +1,7 @@
 """Running an evaluation: every problem × strategy × budget, concurrently, resumably.
 
-:func:`run_eval` loads and checks the dataset before sending anything, opens the results file
+:func:`run_eval` loads and checks the dataset before sending anything, runs the provider's and
+the scorer's ``prepare()`` where they have one (an HTTP server's probe), opens the results file
 (reading the rows already there), and runs every search not yet done in one task group: at most
 ``max_concurrent_problems`` searches at a time, all sharing one provider and one scorer
 ``CapacityLimiter``. Each finished search is graded and appended to the results file at once.
@@ -23,6 +24,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from rebase_agent.answers import AnswerExtractor, extract_answer
+from rebase_agent.backends import prepare
 from rebase_agent.evaluation.datasets import LoadedDataset, Problem, load_dataset
 from rebase_agent.evaluation.outcomes import grade_result
 from rebase_agent.evaluation.results import EvalRow, ResultsError, ResultsWriter
@@ -92,10 +94,13 @@ async def run_eval(
 
     Raises:
         DatasetError: A malformed dataset row, before any search.
+        ProviderError: The provider's ``prepare()`` (a server's probe) found that no search can
+            run, before any search.
         ResultsError: The results file belongs to another run, is corrupt, or holds another
             question under a problem's id.
     """
     data = dataset if dataset is not None else load_dataset(settings.dataset)
+    await prepare(provider, scorer)
     units = settings.units()
     run = settings.fingerprint()
     with ResultsWriter(settings.output, run) as writer:
