@@ -28,7 +28,7 @@ from rebase_agent._cli_common import note_if_double as _note_if_double
 from rebase_agent._cli_common import option_pairs as _parse_options
 from rebase_agent.answers import extract_answer
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, search_defaults
-from rebase_agent.calculator import CalculatorProvider
+from rebase_agent.calculator import calculating
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, SearchFailed, SearchTimeout
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest
@@ -381,7 +381,7 @@ def solve(
     if result is None:  # quit with a second Ctrl-C
         click.echo("quit before a result", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    calculator = isinstance(provider, CalculatorProvider)
+    calculator = calculating(provider)
     summary = _summary(result, describe(scorer), calculator=calculator)
     click.echo(result.model_dump_json(indent=2) if as_json else summary)
     if code:

@@ -91,10 +91,16 @@ class RebaseConfig(BaseModel):
     normalised strings (for tasks that are not math)."""
     answer_timeout_s: float = Field(5.0, gt=0.0)
     """Time limit for comparing the answers of one search with math-verify."""
-    max_concurrent_requests: int = Field(64, ge=1)
-    """Provider requests in flight at once, across every problem a search object solves."""
-    max_concurrent_scores: int = Field(16, ge=1)
-    """Scorer calls in flight at once, likewise."""
+    max_concurrent_requests: int = Field(4096, ge=1)
+    """Provider requests in flight at once, across every problem a search object solves.
+
+    A safety cap, not a throttle: providers bound their own concurrency (the HTTP provider's
+    adaptive per-endpoint limit backs off on 429, 503 and rising latency; the llama.cpp
+    provider queues what does not fit its context), so the default (32 problems at budget 64
+    fan out to about 2,000) holds no search back. Lower it for a provider that does not bound
+    itself."""
+    max_concurrent_scores: int = Field(4096, ge=1)
+    """Scorer calls in flight at once, likewise (a safety cap; scorers bound themselves)."""
     timeout_s: float | None = Field(None, gt=0.0)
     """Wall-clock limit of one solve; on expiry :class:`~rebase_agent.SearchTimeout` carries the
     partial result."""

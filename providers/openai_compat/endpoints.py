@@ -50,9 +50,11 @@ logger = logging.getLogger("providers.openai_compat")
 _PLACEHOLDER_KEY = "EMPTY"
 Routing = Literal["cache_aware", "least_loaded"]
 DEFAULT_CONCURRENCY = 256
-"""Where an adaptive per-endpoint limit starts: above a search's default
-``max_concurrent_requests`` (64), so one search is never held back by it; it grows from there
-(doubling every round trip) while latency holds, and backs off on 429/503 and rising latency."""
+"""Where an adaptive per-endpoint limit starts: above one search's widest fan-out at budget
+64 (one request per node), so one search is never held back by it; it grows from there
+(doubling every round trip, or faster while latency stays flat, see
+:class:`~.adaptive.AdaptiveLimit`) up to ``max_limit``, and backs off on 429/503 and rising
+latency."""
 _OVERLOAD_STATUS = frozenset({429, 503})
 
 
@@ -88,6 +90,9 @@ class Endpoint:
         self.supports_n = supports_n
         """``True``/``False`` once known (or set); ``None`` until the first request with n > 1."""
         self.n_explicit = supports_n is not None
+        self.max_n: int | None = None
+        """The most choices one request may ask for, where the server said (llama-server
+        allows as many as it has slots); ``None``: no cap known."""
         self.in_flight = 0
         """Requests sent to this endpoint and not yet answered (waiting ones included)."""
         self.down_until = 0.0
@@ -298,9 +303,14 @@ class EndpointPool(_ClosesOnExit):
                 async with limit.limiter:
                     endpoint.requests += 1
                     started = time.monotonic()
-                    with anyio.fail_after(self.timeout_s):
+                    # A bare cancel scope: anyio.fail_after's generator wrapper costs a few
+                    # microseconds more per request.
+                    with anyio.CancelScope(deadline=anyio.current_time() + self.timeout_s) as dl:
                         result = await op(endpoint)
-                    limit.on_success(started, saturated=limit.saturated())
+                    if dl.cancelled_caught:
+                        raise TimeoutError
+                    waiting = endpoint.in_flight - int(limit.limiter.borrowed_tokens)
+                    limit.on_success(started, saturated=limit.saturated(), waiting=waiting)
                     return result
             except (openai.OpenAIError, TimeoutError, json.JSONDecodeError) as exc:
                 failure: Exception = exc

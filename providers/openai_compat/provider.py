@@ -33,7 +33,7 @@ import openai
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, Routing, UsesEndpoints
 from providers.openai_compat.probe import ProbeReport, Tokenizer, cached_probe, count_tokens
-from providers.openai_compat.requests import Choice, RequestBuilder, names_n
+from providers.openai_compat.requests import Choice, RequestBuilder, n_cap, names_n
 from providers.openai_compat.retry import RetryPolicy
 from providers.openai_compat.steps import DEFAULT_FINAL_PATTERN, StopInfo, split_tokens, to_step
 from providers.openai_compat.templates import FormatTemplate, PromptTemplate
@@ -278,8 +278,10 @@ class OpenAIProvider(UsesEndpoints):
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Sample ``request.n`` next steps of the partial solution.
 
-        One request with ``n`` where the endpoint honours it; otherwise (or for the choices a
-        server left out) single requests, concurrently, with seeds ``seed + i``.
+        One request with ``n`` where the endpoint honours it (split into requests of at most
+        the endpoint's cap on ``n``, where its server has one); otherwise (or for the choices a
+        server left out) single requests, concurrently, with seeds ``seed + i`` (``i``: the
+        index of a request's first choice).
 
         Raises:
             ProviderHTTPError: An error status that retries did not cure (the message names the
@@ -291,43 +293,59 @@ class OpenAIProvider(UsesEndpoints):
         prompt = await self._prompt(request)
         path = _PATHS[self.mode]
         at_root = self.mode == "ollama_raw"
+        seen: list[Endpoint] = []
 
         async def first(endpoint: Endpoint) -> list[StepCompletion]:
+            seen.append(endpoint)
             return await self._first(endpoint, request, prompt)
 
         key = request.problem
         completions = await self.endpoints.call(
             first, path=path, model=self.model, at_root=at_root, affinity=key
         )
-        done = len(completions)
-        if done >= request.n:
-            return completions[: request.n]
 
-        def single(index: int) -> Any:
+        def more(index: int, count: int) -> Any:
             async def op(endpoint: Endpoint) -> list[StepCompletion]:
                 seed = None if request.seed is None else request.seed + index
-                got = await self._send(endpoint, request, prompt, n=1, seed=seed)
+                n = min(count, endpoint.max_n or count) if endpoint.supports_n else 1
+                got = await self._send(endpoint, request, prompt, n=n, seed=seed)
                 if not got:
                     raise ProviderError(f"{endpoint.base_url}{path}: answer had no choices")
-                return got[:1]
+                return got[:count]
 
             return lambda: self.endpoints.call(
                 op, path=path, model=self.model, at_root=at_root, affinity=key
             )
 
-        rest = await gather([single(i) for i in range(done, request.n)])
-        return completions + [c for got in rest for c in got]
+        while len(completions) < request.n:  # each round adds at least one choice, or raises
+            endpoint = seen[-1]
+            size = (endpoint.max_n or request.n) if endpoint.supports_n else 1
+            done, missing = len(completions), request.n - len(completions)
+            starts = range(done, request.n, size)
+            rest = await gather([more(i, min(size, request.n - i)) for i in starts])
+            completions += [c for got in rest for c in got][:missing]
+        return completions[: request.n]
 
     async def _first(
         self, endpoint: Endpoint, request: StepRequest, prompt: str | None
     ) -> list[StepCompletion]:
-        """The first request: with ``n`` unless this endpoint is known not to honour it."""
+        """The first request: with ``n`` (at most the endpoint's cap) unless this endpoint is
+        known not to honour it."""
         n = request.n if endpoint.supports_n is not False else 1
+        if endpoint.max_n is not None:
+            n = min(n, endpoint.max_n)
         try:
             got = await self._send(endpoint, request, prompt, n=n, seed=request.seed)
         except openai.BadRequestError as exc:
             if n == 1 or not names_n(exc):
                 raise
+            cap = n_cap(exc)
+            if cap is not None and 1 < cap < n:
+                logger.info(
+                    "%s: at most n=%d choices a request; splitting larger n", endpoint.base_url, cap
+                )
+                endpoint.max_n = cap
+                return await self._first(endpoint, request, prompt)
             endpoint.mark_without_n("a 400 named the parameter n")
             got = await self._send(endpoint, request, prompt, n=1, seed=request.seed)
         else:
@@ -445,7 +463,10 @@ class OpenAIProvider(UsesEndpoints):
             if counts is not None
             else split_tokens(completion_tokens, [len(c.text) for c in choices])
         )
+        # Built without validation (a few microseconds per choice, 64 choices a request at the
+        # root): every field is valid by construction (to_step's reasons, non-negative splits).
+        build = StepCompletion.model_construct
         return [
-            StepCompletion(text=text, finish_reason=reason, prompt_tokens=p, completion_tokens=k)
+            build(text=text, finish_reason=reason, prompt_tokens=p, completion_tokens=k)
             for (text, reason), p, k in zip(steps, prompt_parts, completion_parts, strict=True)
         ]

@@ -20,7 +20,7 @@ from rebase_agent.protocols import StepRequest
 if TYPE_CHECKING:
     from providers.openai_compat.endpoints import Endpoint
 
-__all__ = ("Choice", "RequestBuilder", "mentions_n", "names_n")
+__all__ = ("Choice", "RequestBuilder", "mentions_n", "n_cap", "names_n")
 
 _N_PARAM = re.compile(
     r"(?<![\w\\-])['\"`]?n['\"`]?(?![\w-])|n_cmpl|one completion choice|"
@@ -32,6 +32,16 @@ _N_PARAM = re.compile(
 def names_n(exc: openai.BadRequestError) -> bool:
     """Whether a 400 complains about the ``n`` parameter (so ``n`` is unsupported)."""
     return exc.param == "n" or mentions_n(f"{exc.message} {exc.body}")
+
+
+_N_CAP = re.compile(r"(?:<=|at most|no more than|between 1 and)\s*(\d+)", re.IGNORECASE)
+
+
+def n_cap(exc: openai.BadRequestError) -> int | None:
+    """The most choices a 400 about ``n`` allows, where it says (llama-server: ``"Field 'n':
+    Value must be between 1 <= value <= 4"``, its slots); ``None`` where it says none."""
+    found = _N_CAP.search(exc.message)
+    return int(found.group(1)) if found else None
 
 
 def mentions_n(text: str) -> bool:

@@ -1,37 +1,36 @@
-"""The hot path's HTTP: one ``aiohttp`` session per endpoint, JSON in and out, no models.
+"""The hot path's HTTP: JSON in and out over :class:`~.http1.HttpClient`, no models.
 
-The ``openai`` client costs about 2 ms of CPU per request even on its aiohttp transport with
-raw responses (request options as pydantic models, body transforms, ``httpx2`` URL, header and
-response objects over the aiohttp ones), against about 0.5 ms for bare aiohttp on the same
-request pattern (``benchmarks/http_overhead.py``). At thousands of requests in flight that is
-the orchestrator's bottleneck, so generation and pooling requests go over :class:`JsonTransport`
-instead; everything else (the probe, templates, tokenizers) keeps the ``openai`` client.
+At about 2,000 requests in flight the ``openai`` client costs 5 to 9 ms of CPU per request
+(request options as pydantic models, body transforms, ``httpx2``'s pool, URL, header and
+response objects; bare ``httpx2`` alone costs 9.5 to 11.5 ms), and even on its aiohttp
+transport with raw responses about 2 ms; a bare aiohttp session 0.55 to 0.77 ms;
+:class:`~.http1.HttpClient` 0.22 to 0.25 ms (``benchmarks/http_overhead.py``). That is the
+orchestrator's bottleneck, so generation and pooling requests go over :class:`JsonTransport`;
+everything else (the probe, templates, tokenizers) keeps the ``openai`` client.
 
 Errors are raised as the ``openai`` client's exceptions (:class:`openai.BadRequestError`,
 :class:`openai.RateLimitError`, :class:`openai.APIConnectionError`, ...), built only on the
 error path, so retries, ``n`` detection and the key redaction in :mod:`.errors` treat both
-paths alike. Off asyncio (trio), where aiohttp cannot run, :meth:`JsonTransport.post` uses the
-``openai`` client.
+paths alike. Where the direct path cannot go, :meth:`JsonTransport.post` uses the ``openai``
+client: off asyncio (trio), and for an origin the environment sends through a proxy
+(``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, unless ``NO_PROXY`` names it, as ``httpx``
+reads them).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
 
-__all__ = ("JsonTransport", "status_error")
+from providers.openai_compat.http1 import HttpClient
 
-try:
-    import aiohttp
-    import aiohttp.helpers
-    import yarl
-except ImportError:  # pragma: no cover - the openai[aiohttp] extra is a dependency
-    aiohttp = None  # type: ignore[assignment]
+__all__ = ("JsonTransport", "status_error")
 
 _STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
     400: openai.BadRequestError,
@@ -73,88 +72,80 @@ def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def _proxied(url: str) -> bool:
+    """Whether the environment sends ``url``'s origin through a proxy."""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    host = (parts.hostname or "").lower()
+    port = f"{host}:{parts.port}" if parts.port else host
+    for entry in proxies.get("no", "").replace(" ", "").lower().split(","):
+        name = entry.lstrip(".")
+        if entry == "*" or name in (host, port) or (name and host.endswith("." + name)):
+            return False
+    return True
+
+
 class JsonTransport:
     """POSTs JSON to one server and returns the decoded answer.
 
     Args:
         client: The endpoint's ``openai`` client: its key and default headers are sent, and it
-            serves the request where aiohttp cannot (no asyncio loop, or no aiohttp).
+            serves the request where the direct path cannot (see the module docs).
     """
 
     def __init__(self, client: openai.AsyncOpenAI) -> None:
         self._client = client
         headers = {**client.default_headers, **client.auth_headers}
-        self._headers = {
+        sent = {
             k: v
             for k, v in headers.items()
             if isinstance(v, str) and not k.lower().startswith("x-stainless")
         }
-        self._headers["Content-Type"] = "application/json"
-        self._session: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._proxies: dict[str, tuple[Any, Any]] = {}
-        self.uses_aiohttp = aiohttp is not None
+        sent["Content-Type"] = "application/json"
+        self._http = HttpClient(sent)
+        self._direct: dict[str, bool] = {}
+        self.direct = True
+        """``False`` sends every request through the ``openai`` client (for comparisons)."""
 
-    def _session_now(self, loop: asyncio.AbstractEventLoop) -> Any:
-        """This loop's session (made on first use; a session cannot outlive its loop)."""
-        if self._session is None or self._loop is not loop or self._session.closed:
-            if self._session is not None and self._loop is not loop:
-                self._session.detach()  # its loop is gone: nothing left to close there
-            connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=False)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None),
-                trust_env=False,  # True costs two thread hops per request (netrc, proxies)
-                json_serialize=json.dumps,
-            )
-            self._loop = loop
-        return self._session
+    @property
+    def connections_opened(self) -> int:
+        """Connections the direct path opened so far."""
+        return self._http.connections_opened
 
-    def _proxy(self, url: str) -> tuple[Any, Any]:
-        """The proxy the environment names for ``url``'s host (``HTTP_PROXY``, ``NO_PROXY``,
-        as httpx honours them), looked up once per host, not per request."""
+    def _goes_direct(self, url: str) -> bool:
+        if not self.direct or _asyncio_loop() is None:
+            return False
         origin = url.split("/", 3)[:3]
         key = "/".join(origin)
-        if key not in self._proxies:
-            found: tuple[Any, Any] = (None, None)
-            with contextlib.suppress(LookupError):
-                found = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(key))
-            self._proxies[key] = found
-        return self._proxies[key]
+        found = self._direct.get(key)
+        if found is None:
+            found = self._direct[key] = not _proxied(key)
+        return found
 
     async def post(self, url: str, body: dict[str, Any]) -> Any:
         """POST ``body`` as JSON to ``url``; the decoded JSON answer.
 
         Raises:
             openai.APIStatusError: An error status (the subclass the ``openai`` client raises).
-            openai.APIConnectionError: The server could not be reached or dropped the
-                connection.
+            openai.APIConnectionError: The server could not be reached, dropped the connection
+                or sent something that is not HTTP.
             json.JSONDecodeError: A 2xx answer that is not JSON.
         """
-        loop = _asyncio_loop()
-        if not self.uses_aiohttp or loop is None:
+        if not self._goes_direct(url):
             return await self._client.post(url, cast_to=object, body=body)
-        session = self._session_now(loop)
-        proxy, proxy_auth = self._proxy(url)
-        data = json.dumps(body).encode()
         try:
-            async with session.post(url, data=data, proxy=proxy, proxy_auth=proxy_auth) as response:
-                content = await response.read()
-                status = response.status
-                if status >= 400:
-                    headers = {k: v for k, v in response.headers.items()}
-                    raise status_error(url, status, headers, content)
-        except aiohttp.ClientError as exc:
+            response = await self._http.post(url, json.dumps(body).encode())
+        except OSError as exc:  # refused, reset, TLS, HttpProtocolError
             raise openai.APIConnectionError(request=httpx2.Request("POST", url)) from exc
-        return json.loads(content)
+        if response.status >= 400:
+            raise status_error(url, response.status, response.headers, response.content)
+        try:
+            return json.loads(response.content)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(f"answer is not UTF-8 ({exc.reason})", "", 0) from None
 
     async def aclose(self) -> None:
-        """Close the session's connections (a later request opens a new one)."""
-        session, self._session = self._session, None
-        if session is None:
-            return
-        if self._loop is _asyncio_loop():
-            await session.close()
-        else:
-            session.detach()
+        """Close the direct path's connections (a later request opens new ones)."""
+        await self._http.aclose()

@@ -46,6 +46,9 @@ class Flavor:
     """How the fake server behaves."""
 
     supports_n: bool = True
+    max_n: int | None = None
+    """The most choices one request may ask for (llama-server: its slots); more is a 400 in
+    llama-server's words."""
     n_error: bool = False
     """Without n: answer 400 naming ``n`` (True) or silently return one choice (False)."""
     stop_style: StopStyle = "vllm"
@@ -234,6 +237,10 @@ class FakeApp:
 
     def _generate(self, body: dict[str, Any], *, chat: bool) -> Reply:
         n = int(body.get("n", 1))
+        cap = self.flavor.max_n
+        if cap is not None and n > cap:
+            message = f"Field 'n': Value must be between 1 <= value <= {cap}, but got {n}"
+            return Reply(400, {"error": {"code": 400, "message": message}})
         if n > 1 and not self.flavor.supports_n:
             if self.flavor.n_error:
                 return Reply(

@@ -103,6 +103,22 @@ async def test_n_unsupported_is_detected_once_and_remembered(n_error: bool) -> N
     assert len({c.text for c in first}) == 4
 
 
+async def test_a_cap_on_n_splits_requests_instead_of_dropping_n() -> None:
+    # llama-server allows n up to its slots and answers a 400 naming the cap beyond it.
+    app = FakeApp(Flavor(max_n=4))
+    async with serve(app) as url, OpenAIProvider("m", url) as provider:
+        first = await provider.generate(StepRequest(problem="p", n=10, seed=5))
+        endpoint = provider.endpoints.endpoints[0]
+        assert (endpoint.max_n, endpoint.supports_n) == (4, True)
+        before = len(app.requests)
+        second = await provider.generate(StepRequest(problem="p", n=6, seed=20))
+    assert len(first) == 10 and len(second) == 6
+    sent = [(r.body.get("n"), r.body["seed"]) for r in app.requests]
+    assert sent[:2] == [(10, 5), (4, 5)]  # the 400 costs one extra request, once
+    assert sorted(sent[2:before]) == [(2, 13), (4, 9)]  # the rest, seeds by first choice
+    assert sorted(sent[before:]) == [(2, 24), (4, 20)]
+
+
 async def test_supports_n_false_is_never_probed() -> None:
     app = FakeApp()
     async with serve(app) as url, OpenAIProvider("m", url, supports_n=False) as provider:

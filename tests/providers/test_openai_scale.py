@@ -3,6 +3,8 @@ adaptive per-endpoint limit, cache-aware routing over replicas, and the JSON hot
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -63,7 +65,9 @@ async def test_a_fixed_limit_stays_fixed() -> None:
 
 async def test_429_halves_the_limit_once_per_burst() -> None:
     app = FakeApp(Flavor(latency_s=0.05))
-    app.fail_next(*[Fault(429, headers={"retry-after": "0"}) for _ in range(5)])
+    # Answered late, so all five are sent before the first 429 comes back (a retry sent after
+    # the cut, overtaking a request still connecting, would rightly cut again).
+    app.fail_next(*[Fault(429, headers={"retry-after": "0"}, delay_s=0.3) for _ in range(5)])
     async with serve(app) as url, OpenAIProvider("m", url, retry=FAST) as provider:
         await burst(provider, 5)  # five requests sent together, five 429s: one cut
         limit = provider.endpoints.endpoints[0].limit
@@ -95,11 +99,27 @@ async def test_rising_latency_cuts_the_limit() -> None:
         assert limit.cuts >= 1 and limit.limit < DEFAULT_CONCURRENCY
 
 
+async def test_a_flat_latency_lets_the_waiting_requests_in_and_a_queueing_one_does_not() -> None:
+    flat, queueing = AdaptiveLimit(4), AdaptiveLimit(4)
+    for i in range(30):
+        flat.on_success(time.monotonic() - 0.1, saturated=True, waiting=1000)
+        # answers 5% slower each: they queue behind the server's slots
+        queueing.on_success(time.monotonic() - 0.1 * (1 + i / 20), saturated=True, waiting=1000)
+    assert flat.limit == flat.maximum  # the jump: up to what waits, capped
+    assert queueing.limit == 4 + 30 and queueing.cuts == 0  # slow start: one per answer
+    unsaturated = AdaptiveLimit(4)
+    for _ in range(30):
+        unsaturated.on_success(time.monotonic() - 0.1, saturated=False)
+    assert unsaturated.limit == 4
+
+
 def test_adaptive_limit_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="minimum <= initial"):
         AdaptiveLimit(0)
     with pytest.raises(ValueError, match="latency_tolerance"):
         AdaptiveLimit(8, latency_tolerance=1.0)
+    with pytest.raises(ValueError, match="flat_tolerance"):
+        AdaptiveLimit(8, flat_tolerance=2.0)
 
 
 async def test_a_problem_stays_on_one_replica() -> None:
@@ -166,10 +186,10 @@ async def test_the_hot_path_sends_what_the_openai_client_sent() -> None:
     }
 
 
-async def test_without_aiohttp_requests_go_through_the_openai_client() -> None:
+async def test_off_the_direct_path_requests_go_through_the_openai_client() -> None:
     app = FakeApp(Flavor(supports_n=False, n_error=True))
     async with serve(app) as url, OpenAIProvider("m", url, retry=FAST) as provider:
-        provider.endpoints.endpoints[0].transport.uses_aiohttp = False  # as off asyncio
+        provider.endpoints.endpoints[0].transport.direct = False  # as off asyncio, or proxied
         got = await provider.generate(StepRequest(problem="p", n=2))
         app.fail_next(Fault(429, headers={"retry-after": "0"}))
         await provider.generate(StepRequest(problem="p"))
