@@ -196,7 +196,7 @@ async def run_provider(
             update={"max_concurrent_requests": RAISED, "max_concurrent_scores": RAISED}
         )
     scorer = SleepingScorer(workload.latency_s)
-    async with OpenAIProvider("m", urls, backend="vllm", endpoints=pool) as provider:
+    async with OpenAIProvider("m", urls, server="vllm", endpoints=pool) as provider:
         for endpoint in pool.endpoints:
             endpoint.transport.direct = via == "direct"
         policy = InProcessPolicy(workload.latency_s, workload.depth)

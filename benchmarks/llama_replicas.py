@@ -159,7 +159,7 @@ async def run_eval(
     before = [metrics(u) for u in urls]
     started = time.perf_counter()
     async with OpenAIProvider(
-        "gemma", urls, backend="llama_server", preset=preset, endpoints=pool
+        "gemma", urls, server="llama_server", preset=preset, endpoints=pool
     ) as provider:
         search = RebaseSearch(provider, HashScorer(), config)
         results = await search.solve_many(problems, max_concurrent=len(problems))

@@ -33,7 +33,7 @@ async def main() -> None:
     )
     async with (
         OpenAIProvider(
-            "policy", POLICY_URL, mode="completions", backend="llama_server", template=template
+            "policy", POLICY_URL, mode="completions", server="llama_server", template=template
         ) as provider,
         JudgeScorer("judge", JUDGE_URL, api="completions", batch_size=8) as scorer,
     ):

@@ -33,7 +33,7 @@ async def main() -> None:
             POLICY_MODEL,
             BASE_URL,
             mode="chat_next_step",
-            backend="openai",
+            server="openai",
             system_prompt=(
                 "Solve the problem step by step, one step per paragraph. When asked to continue, "
                 "write only the next step. Put the final answer within \\boxed{}."

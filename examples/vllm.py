@@ -8,11 +8,11 @@ Start the two servers (one GPU each, or split one with ``--gpu-memory-utilizatio
 
 then run ``python examples/vllm.py``. Other servers:
 
-- SGLang policy: ``backend="sglang"``; llama-server: ``backend="llama_server"`` (start it with
+- SGLang policy: ``server="sglang"``; llama-server: ``server="llama_server"`` (start it with
   ``-np`` at least the largest number of children, so ``n`` is served in one request); Ollama:
   ``mode="ollama_raw"`` with ``base_url="http://localhost:11434"``.
 - OpenAI and other hosted APIs cannot continue a partial answer: use
-  ``mode="chat_next_step", backend="openai"`` (an approximation of step continuation) and a
+  ``mode="chat_next_step", server="openai"`` (an approximation of step continuation) and a
   :class:`~providers.openai_compat.JudgeScorer` as the PRM.
 - Without vLLM's ``/pooling`` (llama-server, SGLang, Ollama), score with a generative PRM:
   :class:`~providers.openai_compat.MathShepherdScorer`,
@@ -49,7 +49,7 @@ async def main() -> None:
             "Qwen/Qwen2.5-Math-1.5B-Instruct",
             POLICY_URL,  # or a list of replicas: ["http://gpu0:8000/v1", "http://gpu1:8000/v1"]
             mode="completions",
-            backend="vllm",
+            server="vllm",
             template=template,
         ) as provider,
         QwenPRMScorer("Qwen/Qwen2.5-Math-PRM-7B", PRM_URL) as scorer,

@@ -20,7 +20,7 @@ is imported from its own module.
 Example:
     >>> from providers.openai_compat import OpenAIProvider, QwenPRMScorer
     >>> provider = OpenAIProvider("Qwen/Qwen2.5-Math-1.5B-Instruct", "http://localhost:8000/v1",
-    ...                           backend="vllm")
+    ...                           server="vllm")
     >>> scorer = QwenPRMScorer("Qwen/Qwen2.5-Math-PRM-7B", "http://localhost:8001/v1")
 """
 
@@ -34,9 +34,9 @@ from providers.openai_compat.pooling import MathShepherdPoolingScorer as MathShe
 from providers.openai_compat.pooling import QwenPRMScorer as QwenPRMScorer
 from providers.openai_compat.probe import ProbeReport as ProbeReport
 from providers.openai_compat.probe import probe_server as probe_server
-from providers.openai_compat.provider import Backend as Server
 from providers.openai_compat.provider import Mode as Mode
 from providers.openai_compat.provider import OpenAIProvider as OpenAIProvider
+from providers.openai_compat.provider import Server as Server
 from providers.openai_compat.retry import RetryPolicy as RetryPolicy
 from providers.openai_compat.templates import FormatTemplate as FormatTemplate
 from providers.openai_compat.templates import JinjaChatTemplate as JinjaChatTemplate

@@ -41,7 +41,7 @@ from typing import Any, cast, get_args
 from providers.openai_compat.judge import JudgeScorer
 from providers.openai_compat.logprob_scorers import MathShepherdScorer, RLHFlowScorer
 from providers.openai_compat.pooling import MathShepherdPoolingScorer, QwenPRMScorer
-from providers.openai_compat.provider import Backend, Mode, OpenAIProvider
+from providers.openai_compat.provider import Mode, OpenAIProvider, Server
 from rebase_agent.backends import parse_flag
 from rebase_agent.calculator import CalculatorProvider
 from rebase_agent.exceptions import ProviderError
@@ -164,8 +164,8 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
     server = options.get("server", "auto" if probing else "generic")
     if mode not in (*get_args(Mode), "auto"):
         raise ValueError(f"mode must be one of {(*get_args(Mode), 'auto')}, got {mode!r}")
-    if server not in (*get_args(Backend), "auto"):
-        raise ValueError(f"server must be one of {(*get_args(Backend), 'auto')}, got {server!r}")
+    if server not in (*get_args(Server), "auto"):
+        raise ValueError(f"server must be one of {(*get_args(Server), 'auto')}, got {server!r}")
     if not probing and "auto" in (mode, server):
         raise ValueError("mode=auto and server=auto need probe=on")
     scorer_kind = options.get("scorer", "judge")
@@ -194,7 +194,7 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
         options["model"],
         urls,
         mode=cast(Mode, mode),
-        backend=cast(Backend, server),
+        server=cast(Server, server),
         api_key=api_key,
         preset=preset,
         probe=probing,

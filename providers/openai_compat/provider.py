@@ -14,7 +14,7 @@ One class, four ways to continue a partial solution (``mode``):
   continuation path (its ``/v1/completions`` wraps the prompt in the chat template). Ollama has
   no ``n``, so children are n concurrent requests.
 
-``backend`` switches on server extensions: ``"vllm"`` (``include_stop_str_in_output``,
+``server`` switches on server extensions: ``"vllm"`` (``include_stop_str_in_output``,
 ``continue_final_message``), ``"sglang"`` (``no_stop_trim``, ``continue_final_message``),
 ``"openai"`` (``max_completion_tokens``); ``"generic"``, ``"llama_server"`` and ``"ollama"``
 send plain OpenAI requests.
@@ -36,15 +36,20 @@ from providers.openai_compat.probe import ProbeReport, Tokenizer, cached_probe, 
 from providers.openai_compat.requests import Choice, RequestBuilder, n_cap, names_n
 from providers.openai_compat.retry import RetryPolicy
 from providers.openai_compat.steps import DEFAULT_FINAL_PATTERN, StopInfo, split_tokens, to_step
-from providers.openai_compat.templates import FormatTemplate, PromptTemplate
+from providers.openai_compat.templates import (
+    PromptTemplate,
+    ServerTemplate,
+    coerce_template,
+    prompt_prefix,
+)
 from rebase_agent.exceptions import ProviderError
 from rebase_agent.presets import PRESETS, Preset
 from rebase_agent.protocols import StepCompletion, StepRequest
 
-__all__ = ("Backend", "Mode", "OpenAIProvider")
+__all__ = ("Mode", "OpenAIProvider", "Server")
 
 Mode = Literal["completions", "chat_prefill", "chat_next_step", "ollama_raw"]
-Backend = Literal["generic", "vllm", "sglang", "llama_server", "ollama", "openai"]
+Server = Literal["generic", "vllm", "sglang", "llama_server", "ollama", "openai"]
 _TOP_K_SERVERS = ("vllm", "sglang", "llama_server", "generic")
 """Servers that take ``top_k`` (OpenAI rejects unknown fields)."""
 logger = logging.getLogger("providers.openai_compat")
@@ -64,9 +69,12 @@ class OpenAIProvider(UsesEndpoints):
         base_url: The base URL (``http://localhost:8000/v1``), or several replicas of the
             same model (see ``routing``).
         mode: How a partial solution is continued (see the module docs).
-        backend: Which server extensions to send (see the module docs).
-        template: Prompt template for ``completions`` and ``ollama_raw``
-            (default ``FormatTemplate("{problem}\\n\\n")``).
+        server: The server's flavour: which extensions to send (see the module docs).
+        template: Prompt template for ``completions`` and ``ollama_raw``: a format string
+            with ``{problem}``, a Jinja chat template (rendered with ``system_prompt``), a
+            :class:`~rebase_agent.templates.PromptTemplate` or a :class:`ServerChatTemplate`
+            (see :func:`~providers.openai_compat.templates.coerce_template`; default
+            ``"{problem}\\n\\n"``). A bad one fails here, naming the template and the problem.
         system_prompt: System message for the chat modes.
         next_step_instruction: The user turn that asks for one more step (``chat_next_step``).
         api_key: API key; ``None`` reads ``OPENAI_API_KEY`` or sends a placeholder.
@@ -89,7 +97,7 @@ class OpenAIProvider(UsesEndpoints):
         probe: Probe each endpoint once (cached per process, :func:`~.probe.cached_probe`)
             before its first request, and use what it found: whether ``n`` is honoured, whether
             ``usage`` counts every choice, whether stop strings come back; with
-            ``mode="auto"``, ``backend="auto"`` or no template and no preset, the mode, the
+            ``mode="auto"``, ``server="auto"`` or no template and no preset, the mode, the
             server and the preset it recommends. :meth:`prepare` runs it ahead of time.
         routing: How requests are spread over several replicas: ``"cache_aware"`` keeps a
             problem's requests on one replica (its prefix cache holds the problem's tree)
@@ -103,7 +111,7 @@ class OpenAIProvider(UsesEndpoints):
 
     Example:
         >>> provider = OpenAIProvider("Qwen/Qwen2.5-Math-1.5B", "http://localhost:8000/v1",
-        ...                           backend="vllm")
+        ...                           server="vllm")
     """
 
     def __init__(
@@ -112,8 +120,8 @@ class OpenAIProvider(UsesEndpoints):
         base_url: str | Sequence[str] = "http://localhost:8000/v1",
         *,
         mode: Mode | Literal["auto"] = "completions",
-        backend: Backend | Literal["auto"] = "generic",
-        template: PromptTemplate | None = None,
+        server: Server | Literal["auto"] = "generic",
+        template: str | PromptTemplate | ServerTemplate | None = None,
         system_prompt: str | None = None,
         next_step_instruction: str = "Continue with the next step only.",
         api_key: str | None = None,
@@ -130,16 +138,16 @@ class OpenAIProvider(UsesEndpoints):
     ) -> None:
         if mode != "auto" and mode not in _PATHS:
             raise ValueError(f"mode must be one of {sorted(_PATHS)} or 'auto', got {mode!r}")
-        if not probe and "auto" in (mode, backend):
-            raise ValueError("mode='auto' and backend='auto' need probe=True")
+        if not probe and "auto" in (mode, server):
+            raise ValueError("mode='auto' and server='auto' need probe=True")
         if mode == "ollama_raw":
             supports_n = False
         self.model = model
         self.mode: Mode = "completions" if mode == "auto" else mode
-        self.backend: Backend = "generic" if backend == "auto" else backend
+        self.server: Server = "generic" if server == "auto" else server
         self._auto = {
             "mode": mode == "auto",
-            "backend": backend == "auto",
+            "server": server == "auto",
             "preset": probe and template is None and preset is None,
         }
         self.probe = probe
@@ -148,7 +156,7 @@ class OpenAIProvider(UsesEndpoints):
         self._prepared = not probe
         self._prepare_lock = anyio.Lock()
         self._keeps: bool | None = None
-        self.template = template or FormatTemplate()
+        self.template = coerce_template(template, system_prompt=system_prompt)
         self.final_pattern = final_pattern
         self.search_defaults: dict[str, Any] = {}
         """:class:`~rebase_agent.RebaseConfig` fields the preset recommends (read by
@@ -178,7 +186,7 @@ class OpenAIProvider(UsesEndpoints):
         return RequestBuilder(
             model=self.model,
             mode=self.mode,
-            backend=self.backend,
+            server=self.server,
             system_prompt=self._system_prompt,
             next_step_instruction=self._next_step_instruction,
             extra_body=dict(self._extra_body),
@@ -203,19 +211,19 @@ class OpenAIProvider(UsesEndpoints):
             )
         self.preset = preset
         if preset.prefix is not None and not template_given:
-            self.template = FormatTemplate(preset.prefix)
+            self.template = coerce_template(preset.prefix)
             self._prefixes.clear()
         if preset.system_prompt is not None and self._system_prompt is None:
             self._system_prompt = preset.system_prompt
         if preset.top_k is not None and "top_k" not in self._extra_body:
-            if self.backend in _TOP_K_SERVERS:
+            if self.server in _TOP_K_SERVERS:
                 self._extra_body["top_k"] = preset.top_k
             else:
                 logger.info(
                     "preset %s samples with top_k=%d, but server %r does not take top_k: not sent",
                     preset.name,
                     preset.top_k,
-                    self.backend,
+                    self.server,
                 )
         self.search_defaults = dict(preset.search_defaults)
         self._builder = self._make_builder()
@@ -232,7 +240,7 @@ class OpenAIProvider(UsesEndpoints):
         async with self._prepare_lock:
             if self._prepared:
                 return
-            server = None if self._auto["backend"] else self.backend
+            server = None if self._auto["server"] else self.server
             secret = self.endpoints._api_key
             reports = [
                 await cached_probe(e.client, self.model, server=server, secret=secret)
@@ -248,8 +256,8 @@ class OpenAIProvider(UsesEndpoints):
                 endpoint.tokenizer = report.tokenizer
             report = reports[0]
             self.report = report
-            if self._auto["backend"]:
-                self.backend = cast(Backend, report.server)
+            if self._auto["server"]:
+                self.server = cast(Server, report.server)
             if self._auto["mode"]:
                 self.mode = cast(Mode, report.mode)
                 if self.mode == "ollama_raw":
@@ -259,10 +267,7 @@ class OpenAIProvider(UsesEndpoints):
                 self._keeps = report.stop == "kept"
             self._builder = self._make_builder()
             if self._auto["preset"]:
-                preset = PRESETS[
-                    report.preset if self.mode in ("completions", "ollama_raw") else "chat_steps"
-                ]
-                self.use_preset(preset)
+                self.use_preset(PRESETS[_preset_for(self.mode, report.preset)])
             self._prepared = True
 
     def __repr__(self) -> str:
@@ -273,7 +278,7 @@ class OpenAIProvider(UsesEndpoints):
         """Whether the server is asked to keep stop strings in the text."""
         if self._keeps is not None:
             return self._keeps
-        return self.backend in ("vllm", "sglang") and self.mode != "ollama_raw"
+        return self.server in ("vllm", "sglang") and self.mode != "ollama_raw"
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Sample ``request.n`` next steps of the partial solution.
@@ -363,7 +368,7 @@ class OpenAIProvider(UsesEndpoints):
             return None
         prefix = self._prefixes.get(request.problem)
         if prefix is None:
-            prefix = await self.template.render_prefix(request.problem, self.endpoints, self.model)
+            prefix = await prompt_prefix(self.template, request.problem, self.endpoints, self.model)
             self._prefixes[request.problem] = prefix
             if len(self._prefixes) > 1024:
                 self._prefixes.popitem(last=False)
@@ -392,7 +397,7 @@ class OpenAIProvider(UsesEndpoints):
         probe found, else as llama-server is known to do."""
         if endpoint.usage_one_choice is not None:
             return endpoint.usage_one_choice
-        return self.backend == "llama_server"
+        return self.server == "llama_server"
 
     async def _count_choices(
         self, endpoint: Endpoint, choices: list[Choice], request: StepRequest, reported: int
@@ -400,7 +405,7 @@ class OpenAIProvider(UsesEndpoints):
         """Each choice's completion tokens: ``max_tokens`` for one cut at the limit, else the
         server's tokenizer, else an estimate from the reported count and the text lengths."""
         tokenizer: Tokenizer | None = endpoint.tokenizer
-        if tokenizer is None and self.backend == "llama_server" and not endpoint.tokenizer_failed:
+        if tokenizer is None and self.server == "llama_server" and not endpoint.tokenizer_failed:
             tokenizer = "tokenize_content"
         counts: list[int | None] = [
             request.max_tokens if c.finish_reason == "length" else None for c in choices
@@ -470,3 +475,14 @@ class OpenAIProvider(UsesEndpoints):
             build(text=text, finish_reason=reason, prompt_tokens=p, completion_tokens=k)
             for (text, reason), p, k in zip(steps, prompt_parts, completion_parts, strict=True)
         ]
+
+
+def _preset_for(mode: str, recommended: str) -> str:
+    """The preset for ``mode``: the probe's recommendation where its kind fits the mode (a raw
+    prompt for ``completions`` and ``ollama_raw``, a chat prompt otherwise), else the mode's own
+    (``few_shot_steps`` or ``chat_steps``), so a mode the user chose is never given a preset it
+    cannot use."""
+    raw = mode in ("completions", "ollama_raw")
+    if PRESETS[recommended].kind == ("base" if raw else "chat"):
+        return recommended
+    return "few_shot_steps" if raw else "chat_steps"

@@ -95,21 +95,21 @@ class RequestBuilder:
 
     model: str
     mode: str
-    backend: str
+    server: str
     system_prompt: str | None
     next_step_instruction: str
     extra_body: dict[str, Any]
 
     def _extensions(self, request: StepRequest) -> dict[str, Any]:
         body: dict[str, Any] = {}
-        if self.backend == "vllm":
+        if self.server == "vllm":
             body["include_stop_str_in_output"] = True
-        elif self.backend == "sglang":
+        elif self.server == "sglang":
             body["no_stop_trim"] = True
         if self.mode == "chat_prefill" and request.steps:
-            if self.backend == "vllm":
+            if self.server == "vllm":
                 body.update(continue_final_message=True, add_generation_prompt=False)
-            elif self.backend == "sglang":
+            elif self.server == "sglang":
                 body["continue_final_message"] = True
         return {**body, **self.extra_body}
 
@@ -148,7 +148,7 @@ class RequestBuilder:
             path = "/completions"
         else:
             body["messages"] = self.messages(request)
-            limit = "max_completion_tokens" if self.backend == "openai" else "max_tokens"
+            limit = "max_completion_tokens" if self.server == "openai" else "max_tokens"
             body[limit] = request.max_tokens
             path = "/chat/completions"
         if n != 1:

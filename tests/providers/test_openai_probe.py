@@ -165,7 +165,7 @@ def different_lengths(prompt: str, i: int) -> Sample:
 async def test_llama_server_usage_is_counted_per_choice_not_split() -> None:
     app = FakeApp(Flavor(server="llama_server", stop_style="llama_server", usage="one_choice"))
     app.script = different_lengths
-    async with serve(app) as url, OpenAIProvider("m", url, backend="llama_server") as provider:
+    async with serve(app) as url, OpenAIProvider("m", url, server="llama_server") as provider:
         got = await provider.generate(StepRequest(problem="p", n=3))
     # What the server generated, choice by choice (the fake counts words as tokens).
     assert [c.completion_tokens for c in got] == [2, 8, 1]
@@ -190,7 +190,7 @@ async def test_a_probed_server_that_counts_one_choice_is_counted_per_choice() ->
 async def test_without_a_tokenizer_the_per_choice_count_is_estimated_from_lengths() -> None:
     app = FakeApp(Flavor(stop_style="none", usage="one_choice"))
     app.script = different_lengths
-    async with serve(app) as url, OpenAIProvider("m", url, backend="llama_server") as provider:
+    async with serve(app) as url, OpenAIProvider("m", url, server="llama_server") as provider:
         got = await provider.generate(StepRequest(problem="p", n=3))
         endpoint = provider.endpoints.endpoints[0]
         assert endpoint.tokenizer_failed  # no /tokenize on this server: estimated from now on
@@ -202,7 +202,7 @@ async def test_without_a_tokenizer_the_per_choice_count_is_estimated_from_length
 async def test_a_correct_server_is_trusted_and_split() -> None:
     app = FakeApp(Flavor(stop_style="vllm"))
     app.script = different_lengths
-    async with serve(app) as url, OpenAIProvider("m", url, backend="vllm") as provider:
+    async with serve(app) as url, OpenAIProvider("m", url, server="vllm") as provider:
         got = await provider.generate(StepRequest(problem="p", n=3))
     assert sum(c.completion_tokens for c in got) == app.usage_sent["completion_tokens"] == 11
     assert not app.paths("/tokenize")
@@ -215,7 +215,7 @@ async def test_the_probe_picks_the_few_shot_preset_for_a_base_model_once() -> No
         provider, _ = openai_backend(model="gemma-3-270m-base", base_url=url)
         async with provider:
             await provider.prepare()
-            assert provider.mode == "completions" and provider.backend == "llama_server"
+            assert provider.mode == "completions" and provider.server == "llama_server"
             assert provider.preset is PRESETS["few_shot_steps"]
             assert provider.search_defaults == PRESETS["few_shot_steps"].search_defaults
             probes = len(app.requests)
@@ -263,3 +263,16 @@ async def test_cached_probe_shares_one_probe_between_concurrent_callers() -> Non
     assert reports[0] is reports[1] is reports[2]
     n_checks = [r for r in app.paths("/v1/completions") if r.body.get("n") == 3]
     assert len(n_checks) == 1 and n_checks[0].body["prompt"] == STEP_PROMPT  # one probe
+
+
+async def test_a_mode_the_user_chose_gets_a_preset_of_its_kind_not_the_probes() -> None:
+    # An instruct model that prefills: the probe would use chat_prefill with chat_steps, but
+    # the user asked for raw completions, which take a raw (base) prompt.
+    app = model(prefill=True)
+    async with (
+        serve(app) as url,
+        OpenAIProvider("m-instruct", url, mode="completions", server="auto", probe=True) as p,
+    ):
+        await p.prepare()
+        assert p.report is not None and p.report.preset == "chat_steps"
+        assert p.mode == "completions" and p.preset is PRESETS["few_shot_steps"]

@@ -34,7 +34,7 @@ def three_kinds(prompt: str, i: int) -> Sample:
 async def test_completions_with_n_on_vllm_keeps_delimiter_and_maps_finish() -> None:
     app = FakeApp(Flavor(stop_style="vllm"))
     app.script = three_kinds
-    async with serve(app) as url, OpenAIProvider("m", url, backend="vllm") as provider:
+    async with serve(app) as url, OpenAIProvider("m", url, server="vllm") as provider:
         assert isinstance(provider, Provider)
         got = await provider.generate(StepRequest(problem="1+3?", steps=("A\n\n",), n=3))
     assert [(c.text, c.finish_reason) for c in got] == [
@@ -130,7 +130,7 @@ async def test_supports_n_false_is_never_probed() -> None:
 async def test_usage_is_split_without_loss_or_double_count() -> None:
     app = FakeApp(Flavor(stop_style="vllm"))
     app.script = lambda prompt, i: Sample("word " * (i + 1))
-    async with serve(app) as url, OpenAIProvider("m", url, backend="vllm") as provider:
+    async with serve(app) as url, OpenAIProvider("m", url, server="vllm") as provider:
         got = await provider.generate(StepRequest(problem="a b c d e f g", n=3))
     assert sum(c.prompt_tokens for c in got) == 7
     assert sum(c.completion_tokens for c in got) == 1 + 2 + 3
@@ -193,7 +193,7 @@ async def test_chat_prefill_on_vllm_continues_the_assistant_message() -> None:
     async with (
         serve(app) as url,
         OpenAIProvider(
-            "m", url, mode="chat_prefill", backend="vllm", system_prompt="sys"
+            "m", url, mode="chat_prefill", server="vllm", system_prompt="sys"
         ) as provider,
     ):
         await provider.generate(StepRequest(problem="p"))
@@ -212,7 +212,7 @@ async def test_chat_next_step_asks_for_one_more_step_on_openai() -> None:
     app = FakeApp(Flavor(stop_style="none"))
     async with (
         serve(app) as url,
-        OpenAIProvider("m", url, mode="chat_next_step", backend="openai") as provider,
+        OpenAIProvider("m", url, mode="chat_next_step", server="openai") as provider,
     ):
         got = await provider.generate(StepRequest(problem="p", steps=("a\n\n",), n=2))
     (body,) = (r.body for r in app.requests)
@@ -225,7 +225,7 @@ async def test_chat_next_step_asks_for_one_more_step_on_openai() -> None:
 async def test_sglang_backend_asks_to_keep_the_stop_string() -> None:
     app = FakeApp(Flavor(stop_style="sglang"))
     app.script = lambda prompt, i: Sample("x", "eos")
-    async with serve(app) as url, OpenAIProvider("m", url, backend="sglang") as provider:
+    async with serve(app) as url, OpenAIProvider("m", url, server="sglang") as provider:
         got = await provider.generate(StepRequest(problem="p"))
     assert app.requests[0].body["no_stop_trim"] is True
     assert got[0].finish_reason == "eos"

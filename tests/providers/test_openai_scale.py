@@ -165,7 +165,7 @@ async def test_the_hot_path_sends_what_the_openai_client_sent() -> None:
     key = "sk-test-0123456789abcdefXYZ"
     async with (
         serve(app) as url,
-        OpenAIProvider("m", url, backend="vllm", api_key=key, extra_body={"top_k": 20}) as p,
+        OpenAIProvider("m", url, server="vllm", api_key=key, extra_body={"top_k": 20}) as p,
     ):
         await p.generate(StepRequest(problem="p", n=2, seed=7, max_tokens=9))
     seen = app.requests[0]

@@ -44,7 +44,7 @@ async def test_rebase_solve_counts_every_token_once(flavor: Flavor, faults: list
     async with (
         serve(policy) as policy_url,
         serve(prm) as prm_url,
-        OpenAIProvider("policy", policy_url, backend="vllm", retry=FAST) as provider,
+        OpenAIProvider("policy", policy_url, server="vllm", retry=FAST) as provider,
         QwenPRMScorer("prm", prm_url, retry=FAST) as scorer,
     ):
         result = await solve(

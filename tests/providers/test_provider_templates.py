@@ -13,7 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
+from providers.openai_compat import OpenAIProvider
+from rebase_agent import StepRequest
 from rebase_agent.templates import FormatTemplate, JinjaChatTemplate, PromptTemplate
+from tests.providers.openai_fake_server import FakeApp, serve
 
 CHAT = (
     "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}"
@@ -123,3 +126,29 @@ def test_the_llama_provider_keeps_its_default_and_earlier_names() -> None:
     assert isinstance(chat, ChatTemplate) and isinstance(chat, JinjaChatTemplate)
     assert chat.render("P", "s") == "<1><user>P<assistant>s"
     assert ChatTemplate(CHAT, system="S").render("P", "") == "<system>S<user>P<assistant>"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("template", "prompt"),
+    [
+        ("Q: {problem} {{x}}\nA: {solution}", "Q: 2+2? {x}\nA: a\n\n"),
+        (
+            "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<a>",
+            "<system>S<user>2+2?<a>a\n\n",
+        ),
+    ],
+)
+async def test_the_http_provider_takes_a_string_template(template: str, prompt: str) -> None:
+    app = FakeApp()
+    async with (
+        serve(app) as url,
+        OpenAIProvider("m", url, template=template, system_prompt="S") as provider,
+    ):
+        await provider.generate(StepRequest(problem="2+2?", steps=("a\n\n",)))
+    assert app.requests[0].body["prompt"] == prompt
+
+
+def test_a_bad_string_template_fails_in_the_http_providers_constructor() -> None:
+    with pytest.raises(ValueError, match=r"unknown placeholder \{question\}"):
+        OpenAIProvider("m", "http://127.0.0.1:9/v1", template="Q: {question}")
