@@ -160,12 +160,9 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
                     f"{where}: sent {len(group)} prompts, got {len(choices)} choices"
                 )
             for choice in choices:
-                lp = choice.logprobs
-                if lp is None or not lp.top_logprobs:
+                top = _first_token_top(choice.logprobs)
+                if top is None:
                     raise ScoringError(missing)
-                top = dict(lp.top_logprobs[0] or {})
-                if lp.tokens and lp.token_logprobs and lp.token_logprobs[0] is not None:
-                    top.setdefault(lp.tokens[0], lp.token_logprobs[0])
                 found.append(top)
         else:
             (steps,) = group
@@ -214,3 +211,29 @@ class RLHFlowScorer(LogprobScorer):
             content = f"{problem} {step.strip()}" if i == 0 else step.strip()
             messages.append({"role": "user", "content": content})
         return messages
+
+
+def _first_token_top(lp: Any) -> dict[str, float] | None:
+    """The first token's top logprobs of a ``/v1/completions`` choice, in either layout:
+    OpenAI's (``top_logprobs: [{token: logprob}]`` with ``tokens`` and ``token_logprobs``) or
+    the chat layout llama-server uses there (``content: [{token, logprob, top_logprobs:
+    [{token, logprob}]}]``); ``None`` when the choice has neither."""
+    if lp is None:
+        return None
+    if lp.top_logprobs:
+        top = dict(lp.top_logprobs[0] or {})
+        if lp.tokens and lp.token_logprobs and lp.token_logprobs[0] is not None:
+            top.setdefault(lp.tokens[0], lp.token_logprobs[0])
+        return top
+    content = (lp.model_extra or {}).get("content")
+    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+        return None
+    first = content[0]
+    top = {
+        str(t["token"]): float(t["logprob"])
+        for t in first.get("top_logprobs") or []
+        if isinstance(t, dict) and "token" in t and isinstance(t.get("logprob"), int | float)
+    }
+    if isinstance(first.get("token"), str) and isinstance(first.get("logprob"), int | float):
+        top.setdefault(first["token"], float(first["logprob"]))
+    return top or None

@@ -655,6 +655,11 @@ async def _logprobs(post: Any, report: ProbeReport, base: str) -> None:
         got = _choices(answer)
         logprobs = got[0].get("logprobs") if got else None
         top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+        content = logprobs.get("content") if isinstance(logprobs, dict) else None
+        if not top and isinstance(content, list) and content and isinstance(content[0], dict):
+            # llama-server answers /completions in the chat layout: [{token, logprob}, ...]
+            listed = content[0].get("top_logprobs") or []
+            top = [{t.get("token"): t.get("logprob") for t in listed if isinstance(t, dict)}]
         if isinstance(top, list) and top and isinstance(top[0], dict):
             report.completions_top_logprobs = len(top[0])
         report.check(

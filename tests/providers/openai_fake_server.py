@@ -285,7 +285,12 @@ class FakeApp:
                         choice["logprobs"] = {"content": [{**first, "top_logprobs": top}]}
                 else:
                     choice["text"] = text
-                    if want_logprobs:
+                    if want_logprobs and self.flavor.server == "llama_server":
+                        # llama-server answers /completions logprobs in the chat layout
+                        listed = [{"token": t, "logprob": lp} for t, lp in labels.items()]
+                        best = max(listed, key=lambda t: float(t["logprob"]))
+                        choice["logprobs"] = {"content": [{**best, "top_logprobs": listed}]}
+                    elif want_logprobs:
                         first_token = max(labels, key=labels.__getitem__)
                         choice["logprobs"] = {
                             "tokens": [first_token],

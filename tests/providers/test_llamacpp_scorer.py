@@ -17,7 +17,7 @@ from providers.llamacpp import (
 from providers.llamacpp.scorer import label_probability
 from providers.llamacpp.templates import resolve_template
 from rebase_agent import ScoreRequest
-from rebase_agent.usage import Usage, _current_usage
+from rebase_agent.usage import Usage, recording
 
 pytestmark = [pytest.mark.anyio, pytest.mark.llama]
 
@@ -60,11 +60,8 @@ async def test_judge_scores_every_step_and_reports_tokens(make_scorer: Any) -> N
     scorer = make_scorer()
     assert len(scorer.labels) >= 2  # "Yes"/"No" found in the vocabulary
     usage = Usage()
-    token = _current_usage.set(usage)
-    try:
+    with recording(usage):
         scores = await scorer.score(ScoreRequest(problem="what is 2+3?", solutions=SOLUTIONS))
-    finally:
-        _current_usage.reset(token)
     assert [len(s) for s in scores] == [2, 2, 1]
     assert all(0.0 < x < 1.0 for s in scores for x in s)
     assert scores[2][0] == scores[0][0]  # same prefix, same score

@@ -18,8 +18,8 @@ from providers.openai_compat import (
 )
 from rebase_agent import Scorer, ScoreRequest, ScoringError
 from rebase_agent.prm import label_probability
-from rebase_agent.usage import Usage, _current_usage
-from tests.providers.openai_fake_server import FakeApp, serve
+from rebase_agent.usage import Usage, recording
+from tests.providers.openai_fake_server import FakeApp, Flavor, serve
 
 pytestmark = pytest.mark.anyio
 ln = math.log
@@ -34,9 +34,8 @@ def anyio_backend() -> str:
 def usage() -> Iterator[Usage]:
     """Stand in for a running search, so record_scorer_tokens has somewhere to add."""
     current = Usage()
-    token = _current_usage.set(current)
-    yield current
-    _current_usage.reset(token)
+    with recording(current):
+        yield current
 
 
 def request(*solutions: tuple[str, ...]) -> ScoreRequest:
@@ -127,6 +126,15 @@ async def test_judge_completions_sums_spelling_variants() -> None:
     assert scores == [[pytest.approx(0.6 / 0.8)]]
     body = app.requests[0].body
     assert body["prompt"].endswith("Answer:") and body["logprobs"] == 20
+
+
+async def test_judge_completions_reads_llama_servers_chat_layout_logprobs() -> None:
+    # llama-server's /v1/completions puts logprobs in the chat layout (content[0].top_logprobs).
+    app = FakeApp(Flavor(server="llama_server", stop_style="llama_server"))
+    app.label_logprobs = {" Yes": ln(0.5), "yes": ln(0.1), " No": ln(0.2), "\n": ln(0.1)}
+    async with serve(app) as url, JudgeScorer("judge", url, api="completions") as scorer:
+        scores = await scorer.score(request(("a",)))
+    assert scores == [[pytest.approx(0.6 / 0.8)]]
 
 
 async def test_judge_bounds_a_label_missing_from_the_top_k() -> None:
