@@ -1,44 +1,55 @@
-"""The batched multi-sequence decode engine on llama.cpp's low-level API.
+"""The continuous-batching multi-sequence decode engine on llama.cpp's low-level API.
 
-One :class:`Engine` owns one llama.cpp context with a unified KV cache (``kv_unified=True``).
-:meth:`Engine.run` takes every job that arrived together and runs them in ONE decode loop:
+One :class:`Engine` owns one llama.cpp context with a unified KV cache (``kv_unified=True``) and
+ONE decode loop (:class:`~providers.llamacpp._run.Run`) that jobs join while it runs:
 
+* :meth:`Engine.submit` queues jobs from any thread; they join the loop between two
+  ``llama_decode`` calls, so a request arriving while others decode starts at the next step;
 * each prompt is evaluated once, into a parent sequence, starting after the longest prefix
   already cached (:class:`~providers.llamacpp._kvcache.SeqPool`);
 * its ``n`` children fork the parent's cells (``llama_memory_seq_cp``, no copy) and each
   re-evaluates only the prompt's last token, so every child samples from fresh logits;
 * every live child advances one token per ``llama_decode``, with its own sampler chain,
-  stop-string scanner, EOS check and token limit; prompt chunks of newly admitted jobs ride in
-  the same batches;
+  stop-string scanner, EOS check and token limit; prompt chunks of newly admitted jobs (and
+  scoring prompts, whose logits are read at their read positions) ride in the same batches;
 * a finished child frees its slot at once (its cells stay as a cached prefix for the next depth
-  until they are needed), so waiting children are admitted and the batch stays full.
+  until they are needed), so waiting work is admitted and the batch stays full.
 
-Work is admitted only while its worst case (prompt + ``max_tokens`` per child) fits the context;
-what does not fit waits for cells to free up, with one log line saying so. The engine is
-synchronous: call it from a worker thread, holding the model's lock.
+Work is admitted only while its worst case (prompt + ``max_tokens`` per child) fits the context,
+owners taking turns; what does not fit waits for cells to free up, with one log line saying so.
+A job that can never fit fails alone. The engine is synchronous: call :meth:`Engine.advance`
+from a worker thread, holding the model's lock (:class:`~providers.llamacpp._gather.Batcher`
+does).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import weakref
+from collections import deque
+from collections.abc import Iterable
 
 import anyio.to_thread
+import numpy as np
 
 from providers.llamacpp._jobs import Job
 from providers.llamacpp._kvcache import SeqPool
 from providers.llamacpp._lib import llama_cpp
 from providers.llamacpp._run import Run
 from providers.llamacpp.model import LlamaModel
+from rebase_agent.exceptions import ProviderError
 
 __all__ = ("Engine", "EngineUser")
 
 logger = logging.getLogger(__name__)
 
+_shared: weakref.WeakKeyDictionary[LlamaModel, Engine] = weakref.WeakKeyDictionary()
+"""The open engine of each model that later users may join (:meth:`Engine.shared_on`)."""
+
 
 class Engine:
-    """A llama.cpp context with a unified KV cache, driven one batch of jobs at a time.
+    """A llama.cpp context with a unified KV cache and one continuous decode loop.
 
     Args:
         model: The loaded model.
@@ -50,6 +61,8 @@ class Engine:
         prefix_cache: Keep finished sequences' cells to reuse shared prefixes later.
         max_cached_cells: Most cells held only by cached prefixes (default: ``n_ctx // 4``).
             Every decode attends over all occupied cells, so an unbounded cache slows it down.
+        shareable: Let later users of ``model`` join this engine (:meth:`shared_on`), so that
+            their work rides in the same decode loop (a scorer next to a provider).
 
     Raises:
         RuntimeError: llama.cpp could not create the context.
@@ -65,6 +78,7 @@ class Engine:
         n_threads: int | None = None,
         prefix_cache: bool = True,
         max_cached_cells: int | None = None,
+        shareable: bool = False,
     ) -> None:
         if n_seq_max < 2:
             raise ValueError("n_seq_max must be at least 2 (a parent and a child)")
@@ -108,25 +122,95 @@ class Engine:
         """``llama_decode`` calls so far (for tests and benchmarks)."""
         self.tokens_evaluated = 0
         """Tokens evaluated so far, prompt and generated (for tests and benchmarks)."""
+        self.users = 1
+        """Owners (a provider, a scorer) that :meth:`release` it; it closes with the last."""
+        if shareable:
+            _shared[model] = self
+        self.inbox: deque[Job] = deque()
+        """Jobs submitted and not yet in the loop."""
         self._closed = False
+        self._loop = Run(self)
 
-    def run(self, jobs: Sequence[Job]) -> None:
-        """Run ``jobs`` to completion in one decode loop, filling in their results.
+    @staticmethod
+    def shared_on(model: LlamaModel) -> Engine | None:
+        """The open shareable engine on ``model``, with one more user; ``None`` if there is none.
 
-        Never raises for a job's failure: each failed job gets ``error`` set. Every job is
-        ``done`` on return.
+        The caller :meth:`release` s it when done.
         """
-        if self._closed:
-            for job in jobs:
-                job.error, job.done = RuntimeError("the llama.cpp engine is closed"), True
-            return
-        for job in jobs:
-            if job.prepare is not None:
+        engine = _shared.get(model)
+        if engine is None or engine._closed:
+            return None
+        engine.users += 1
+        return engine
+
+    def release(self) -> None:
+        """One user is done: :meth:`close` once none is left."""
+        self.users -= 1
+        if self.users <= 0:
+            self.close()
+
+    def submit(self, jobs: Iterable[Job]) -> None:
+        """Queue ``jobs`` to join the loop at its next step (thread-safe; never blocks)."""
+        self.inbox.extend(jobs)
+
+    @property
+    def busy(self) -> bool:
+        """Jobs are queued or in flight."""
+        return bool(self.inbox) or self._loop.busy
+
+    def advance(self, max_steps: int | None = None) -> list[Job]:
+        """Decode until at least one job ends; return the jobs that ended (``[]``: idle).
+
+        Before each step the queued jobs join (their ``prepare`` runs here); a cancelled job
+        ends at the next step, its sequences removed. Never raises for a job's failure: the job
+        ends with ``error`` set.
+
+        Args:
+            max_steps: Return after this many steps even if no job ended.
+        """
+        steps = 0
+        while True:
+            ended = self._join()
+            if self._closed:
+                return ended + self._loop.fail_all(RuntimeError("the llama.cpp engine is closed"))
+            ended += self._loop.step()
+            steps += 1
+            if ended or not self.busy or (max_steps is not None and steps >= max_steps):
+                return ended
+
+    def run(self, jobs: Iterable[Job]) -> None:
+        """Submit ``jobs`` and :meth:`advance` until they are all done (synchronously)."""
+        mine = list(jobs)
+        self.submit(mine)
+        while not all(job.done for job in mine):
+            if not self.advance() and not self.busy:
+                for job in mine:
+                    if not job.done:
+                        job.error, job.done = ProviderError("llama.cpp engine lost a job"), True
+
+    def _join(self) -> list[Job]:
+        """Move queued jobs into the loop; return those that ended before joining."""
+        ended: list[Job] = []
+        joining: list[Job] = []
+        while self.inbox:
+            job = self.inbox.popleft()
+            if job.done:
+                continue
+            if self._closed or job.cancelled:
+                if not job.cancelled:
+                    job.error = RuntimeError("the llama.cpp engine is closed")
+                job.done = True
+            elif job.prepare is not None:
                 try:
                     job.prepare(job)
                 except Exception as exc:
                     job.error, job.done = exc, True
-        Run(self, [job for job in jobs if not job.done]).loop()
+            if job.done:
+                ended.append(job)
+            else:
+                joining.append(job)
+        self._loop.add(joining)
+        return ended
 
     def decode(self, n_tokens: int) -> int:
         """Decode the first ``n_tokens`` of :attr:`batch`; return llama.cpp's status."""
@@ -151,6 +235,16 @@ class Engine:
         ptr = llama_cpp.llama_get_logits_ith(self.ctx, i)
         return [float(ptr[t]) for t in ids]
 
+    def logits_rows(self, n: int) -> np.ndarray:
+        """The logits of the first ``n`` output rows of the last decode (a view, no copy)."""
+        ptr = llama_cpp.llama_get_logits(self.ctx)
+        return np.ctypeslib.as_array(ptr, shape=(n, self.model.n_vocab))
+
+    def logits_at(self, i: int) -> np.ndarray:
+        """The logits of batch row ``i`` of the last decode (a view, no copy)."""
+        ptr = llama_cpp.llama_get_logits_ith(self.ctx, i)
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+
     def sample(self, sampler: object, i: int) -> int:
         """Sample (and accept) a token with ``sampler`` from output row ``i``."""
         return int(llama_cpp.llama_sampler_sample(sampler, self.ctx, i))
@@ -164,9 +258,13 @@ class Engine:
         self.pool.clear()
 
     def close(self) -> None:
-        """Free the context and its batch."""
+        """Free the context and its batch; jobs still queued or in flight fail."""
         if not self._closed:
             self._closed = True
+            if _shared.get(self.model) is self:
+                del _shared[self.model]
+            self._join()
+            self._loop.fail_all(RuntimeError("the llama.cpp engine is closed"))
             self.pool.clear()
             llama_cpp.llama_batch_free(self.batch)
             llama_cpp.llama_free(self.ctx)
@@ -174,17 +272,22 @@ class Engine:
 
 
 class EngineUser:
-    """Closing for the provider and the scorer: each owns one :class:`Engine` on a model."""
+    """Closing for the provider and the scorer: each uses one :class:`Engine` on a model (a
+    scorer may share its provider's)."""
 
     engine: Engine
     model: LlamaModel
+    _released = False
 
     def close(self) -> None:
-        """Free the context (and the model once no context uses it, if it was loaded here).
+        """Release the engine: its context is freed with its last user (and the model once no
+        context uses it, if it was loaded here).
 
-        Call it when no request is running; :meth:`aclose` waits for that.
+        Call it when no request is running; :meth:`aclose` waits for that. Idempotent.
         """
-        self.engine.close()
+        if not self._released:
+            self._released = True
+            self.engine.release()
 
     async def aclose(self) -> None:
         """Wait for running work, then :meth:`close` in a worker thread."""

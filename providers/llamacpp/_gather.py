@@ -1,86 +1,101 @@
-"""Gathers the requests that arrive together into one engine run, without a background task.
+"""Lets concurrent callers share one engine's continuous decode loop, without a background task.
 
-Each caller enqueues its job and waits for the model's lock. Whoever gets the lock first takes
-every job queued by then (its own and those of all callers waiting behind it) and runs them in
-one worker-thread call; the others find their job done when they get the lock. So all the
-expansions of a depth, and the requests of concurrent problems, share one decode loop, and
-requests arriving during a run form the next one. Only structured concurrency: a lock, a checkpoint
-and ``anyio.to_thread.run_sync``.
+Each caller queues its jobs in the engine (:meth:`~providers.llamacpp._engine.Engine.submit`)
+and then, until they are done, both waits to be woken and waits for the model's lock. Whoever
+holds the lock *drives*: it runs :meth:`~providers.llamacpp._engine.Engine.advance` in a worker
+thread, which decodes until some job ends (anyone's), wakes the callers whose jobs are all done,
+and releases the lock, so the next waiter (of this engine or of another context on the same
+model) takes its turn. New jobs join the running loop at its next step; no caller waits for
+another's run to finish. Only structured concurrency: a lock, events, a task group and
+``anyio.to_thread.run_sync``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Sequence
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-from providers.llamacpp._jobs import EvalJob, GenJob
+from providers.llamacpp._engine import Engine
+from providers.llamacpp._jobs import Job
 
-__all__ = ("Gatherer",)
-
-J = TypeVar("J", GenJob, EvalJob)
+__all__ = ("Batcher",)
 
 
-class Gatherer(Generic[J]):
-    """Runs queued jobs in batches, in a worker thread, under ``lock``.
+class _Waiter:
+    """One caller's jobs and the event set once they are all done."""
+
+    __slots__ = ("event", "jobs")
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = jobs
+        self.event = anyio.Event()
+
+    def done(self) -> bool:
+        return all(job.done for job in self.jobs)
+
+
+class Batcher:
+    """Submits jobs to ``engine`` and drives its loop in turns, under ``lock``.
 
     Args:
+        engine: The engine whose decode loop the jobs join.
         lock: The model's lock; every call into llama.cpp holds it.
-        run: Runs a batch of jobs to completion (in the worker thread); marks each one done.
     """
 
-    def __init__(self, lock: anyio.Lock, run: Callable[[list[J]], None]) -> None:
+    def __init__(self, engine: Engine, lock: anyio.Lock) -> None:
+        self.engine = engine
         self._lock = lock
-        self._run: Callable[[list[J]], None] = run
-        self._queue: list[J] = []
 
-    async def submit(self, jobs: list[J]) -> None:
+    async def submit(self, jobs: Sequence[Job]) -> None:
         """Queue ``jobs`` and return once they are all done (or raise on cancellation).
 
         A cancelled caller's jobs are marked cancelled at once: the engine drops their sequences
-        at its next step. A caller cancelled while the thread call it started runs waits for that
-        call to return (a C call cannot be interrupted), so that the other callers' results are
-        delivered; its own jobs stop at the engine's next step.
+        at its next step. A caller cancelled while it drives waits for the worker thread's
+        current call to return (a C call cannot be interrupted); that call returns at the next
+        step, when the cancelled jobs end.
         """
-        self._queue.extend(jobs)
-        try:
-            # Let co-scheduled callers queue theirs too: yield until the queue stops growing.
-            queued = -1
-            while queued != len(self._queue):
-                queued = len(self._queue)
-                await anyio.lowlevel.checkpoint()
-            async with self._lock:
-                if all(job.done for job in jobs):
-                    return
-                batch, self._queue = self._queue, []
-                await self._run_batch(batch, jobs)
-        except BaseException:
-            for job in jobs:
-                job.cancelled = True
-            self._queue = [job for job in self._queue if job not in jobs]
-            raise
-
-    async def _run_batch(self, batch: list[J], mine: list[J]) -> None:
-        """Run ``batch`` in a worker thread; if the caller is cancelled meanwhile, flag its own
-        jobs so the engine drops them, and wait for the thread before re-raising."""
-        finished = False
-
-        async def flag_on_cancel() -> None:
-            try:
-                await anyio.sleep_forever()
-            finally:
-                if not finished:  # the caller was cancelled, not the watcher by us below
-                    for job in mine:
-                        job.cancelled = True
-
+        waiter = _Waiter(jobs)
+        for job in jobs:
+            job.waiter = waiter
+        self.engine.submit(jobs)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(flag_on_cancel)
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._run, batch)
-            finished = True
+            tg.start_soon(self._drive, waiter)
+            try:
+                await waiter.event.wait()
+            finally:
+                if not waiter.done():  # cancelled: let the engine drop the jobs
+                    for job in jobs:
+                        job.cancelled = True
             tg.cancel_scope.cancel()
-        if any(job.cancelled for job in mine):
-            await anyio.lowlevel.checkpoint()  # deliver the caller's pending cancellation
+
+    async def _drive(self, waiter: _Waiter) -> None:
+        """Take turns driving the loop until ``waiter``'s jobs are done."""
+        # Let co-scheduled callers queue theirs too: yield until the queue stops growing.
+        queued = -1
+        while queued != len(self.engine.inbox):
+            queued = len(self.engine.inbox)
+            await anyio.lowlevel.checkpoint()
+        while not waiter.done():
+            async with self._lock:
+                if waiter.done():
+                    break
+                with anyio.CancelScope(shield=True):
+                    ended = await anyio.to_thread.run_sync(self.engine.advance)
+                self._wake(ended)
+                if not ended and not self.engine.busy:  # cannot happen; never hang on it
+                    for job in waiter.jobs:
+                        if not job.done:
+                            job.error = RuntimeError("the llama.cpp engine lost this job")
+                            job.done = True
+        waiter.event.set()
+
+    @staticmethod
+    def _wake(ended: list[Job]) -> None:
+        """Wake the callers (of any batcher on the engine) whose jobs are now all done."""
+        for job in ended:
+            waiter = job.waiter
+            if isinstance(waiter, _Waiter) and waiter.done():
+                waiter.event.set()

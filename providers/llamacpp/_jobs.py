@@ -1,7 +1,8 @@
 """The units of work the engine runs, and the per-sequence sampling and stop-string state.
 
-These are plain mutable objects shared between the event loop (which creates them and reads the
-results) and the worker thread (which fills them in); only the thread writes while a batch runs.
+These are plain mutable objects shared between the event loop (which creates them, may set
+``cancelled`` and reads the results once ``done``) and the worker thread driving the decode loop
+(which fills them in).
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ class _JobBase:
     prompt_evaluated: int = field(default=0, init=False)
     """Prompt tokens actually evaluated for this job (a reused cached prefix counts 0)."""
     prepare: Callable[[Any], None] | None = field(default=None, kw_only=True)
-    """Called with the job in the worker thread before the run (e.g. to tokenize), so that
-    callers queue their jobs without waiting for a thread first."""
+    """Called with the job in the worker thread before it joins the decode loop (e.g. to
+    tokenize), so that callers queue their jobs without waiting for a thread first."""
+    waiter: Any = field(default=None, init=False, repr=False)
+    """The submitting caller's wake-up, set by :class:`~providers.llamacpp._gather.Batcher`."""
+    owner: object = field(default=None, kw_only=True)
+    """Whose work this is (e.g. the problem of a search), for fair admission: when the context
+    is full, owners take turns (``None``: the job is its own owner)."""
 
 
 @dataclass(eq=False)

@@ -1,105 +1,206 @@
-"""One decode loop over a batch of jobs (see :mod:`providers.llamacpp._engine`)."""
+"""The engine's continuous decode loop (see :mod:`providers.llamacpp._engine`).
+
+A :class:`Run` holds every job in flight on one context and advances them all by one
+``llama_decode`` per :meth:`Run.step`. Jobs join between steps (:meth:`Run.add`) and leave as
+soon as they are done, so the batch refills while it runs. A job that cannot run (its prompt is
+larger than the context, a per-job error) fails alone: only its ``error`` is set.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from providers.llamacpp._jobs import EvalJob, Finish, GenJob, GenOutput, Job, decode_text
+from providers.llamacpp._kvcache import common_prefix
+from providers.llamacpp._sampling import draw_rows
 from providers.llamacpp._state import Child, Prefill, State
 from rebase_agent.exceptions import ProviderError
 
 if TYPE_CHECKING:
     from providers.llamacpp._engine import Engine
 
-__all__ = ("Run",)
+__all__ = ("SHARE_MIN", "Run")
 
 logger = logging.getLogger("providers.llamacpp")
 
+Admission = Literal["admitted", "full", "defer"]
+"""What one admission attempt did: took the unit, found no room (admission stops), or left
+the job for a later step without blocking the others."""
+
+SHARE_MIN = 16
+"""Leading tokens a new prompt must share with one being evaluated to wait for it (see
+:meth:`Run._shares_in_flight`)."""
+
+
+def _tokens(job: Job) -> list[int]:
+    return job.prompt if isinstance(job, GenJob) else job.tokens
+
 
 class Run:
-    """Runs a list of jobs to completion on one engine; see :meth:`loop`."""
+    """The jobs in flight on one engine, advanced one decode at a time; see :meth:`step`.
 
-    def __init__(self, engine: Engine, jobs: Sequence[Job]) -> None:
+    Admission is fair across owners (:attr:`~providers.llamacpp._jobs.GenJob.owner`, e.g. the
+    problem of a search): each round admits one unit of work (a prompt, or one more continuation)
+    per owner, owners in the order of their oldest waiting job, while the worst case of that unit
+    fits the free cells and sequence ids. The first unit that does not fit ends admission for
+    this step, so a large job is never starved by smaller ones arriving after it. A prompt that
+    shares a long prefix with one being evaluated waits for it (a step or two) and forks it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
         self.e = engine
         self.pool = engine.pool
-        self.states = [State(job) for job in jobs]
+        self.states: list[State] = []
         self.warned = False
 
-    def loop(self) -> None:
-        """Admit what fits, decode one batch, sample, repeat; every job ends done."""
+    @property
+    def busy(self) -> bool:
+        """Some job is not done yet."""
+        return bool(self.states)
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        """Let ``jobs`` join at the next step (in this order, after the jobs already in)."""
+        self.states += [State(job) for job in jobs if not job.done]
+
+    def step(self) -> list[Job]:
+        """Admit what fits, decode one batch, sample; return the jobs that ended in this step.
+
+        Never raises for a job's failure: the job gets ``error`` set and is returned as ended.
+        A failed ``llama_decode`` fails the jobs that had rows in that batch.
+        """
         try:
-            while True:
-                for st in self.states:
-                    if st.job.cancelled and not st.job.done:
-                        self._release(st)
-                        st.job.done = True
-                self.states = [st for st in self.states if not st.job.done]
-                if not self.states:
-                    return
-                self._admit()
-                self._fork_late()
-                n = self._fill()
-                if n == 0:
-                    raise ProviderError("llama.cpp engine stalled with nothing to decode")
+            self._step()
+        except Exception as exc:  # an engine bug: fail what is in flight rather than hang
+            for st in self.states:
+                self._fail(st, exc)
+        ended = [st.job for st in self.states if st.job.done]
+        self.states = [st for st in self.states if not st.job.done]
+        return ended
+
+    def _step(self) -> None:
+        for st in self.states:
+            if st.job.cancelled and not st.job.done:
+                self._release(st)
+                st.job.done = True
+        self._admit()
+        self._fork_late()
+        n = self._fill()
+        if n == 0 and self._in_flight():
+            for st in self.states:
+                self._fail(st, ProviderError("llama.cpp engine stalled with nothing to decode"))
+        elif n > 0:
+            try:
                 self._decode(n)
+            except ProviderError as exc:
                 for st in self.states:
-                    if st.prefill is not None and st.prefill.chunk:
-                        self._collect_prefill(st, st.prefill)
-                    for child in list(st.live):
-                        if child.row >= 0:
-                            self.pool.evaluated(child.seq, 1)
-                            child.cells += 1
-                            self._accept(st, child, self.e.sample(child.sampler, child.row))
-        except Exception as exc:
+                    if st.live or (st.prefill is not None and st.prefill.chunk):
+                        self._fail(st, exc)
+            self._draw_live()
             for st in self.states:
                 if not st.job.done:
-                    self._release(st)
-                    st.job.error, st.job.done = exc, True
+                    try:
+                        self._collect(st)
+                    except Exception as exc:  # a per-job bug (e.g. a sampler): that job only
+                        self._fail(st, exc)
+
+    def fail_all(self, exc: BaseException) -> list[Job]:
+        """Fail every job in flight with ``exc`` (the engine is closing); return them."""
+        for st in self.states:
+            self._fail(st, exc)
+        ended, self.states = [st.job for st in self.states], []
+        return ended
 
     def _in_flight(self) -> bool:
         return any(st.prefill or st.live or st.waiting for st in self.states)
 
+    def _fail(self, st: State, exc: BaseException) -> None:
+        if not st.job.done:
+            self._release(st)
+            st.job.error, st.job.done = exc, True
+
     # -- admission: only what fits the context's cells and sequence ids ---------------------------
 
     def _admit(self) -> None:
-        for st in self.states:
-            while not st.admitted:
-                if not self._admit_one(st):
-                    if not self.warned and self._in_flight():
-                        self.warned = True
-                        logger.info(
-                            "llama.cpp context full (%d cells, %d sequences): running what fits "
-                            "now, %d job(s) wait for cells to free up (raise n_ctx or n_seq_max "
-                            "to run them at once)",
-                            self.pool.capacity,
-                            self.e.n_seq_max,
-                            sum(1 for s in self.states if not s.admitted),
-                        )
+        deferred: set[State] = set()
+        while True:
+            pending = [st for st in self.states if not st.admitted and not st.job.done]
+            if not pending:
+                self.warned = False
+                return
+            pending = [st for st in pending if st not in deferred]
+            if not pending:
+                return
+            owners: set[object] = set()
+            for st in pending:
+                owner = st.job.owner if st.job.owner is not None else id(st)
+                if owner in owners:
+                    continue
+                owners.add(owner)
+                try:
+                    admitted = self._admit_one(st)
+                except Exception as exc:  # this job can never run: it fails alone
+                    self._fail(st, exc)
+                    continue
+                if admitted == "defer":
+                    deferred.add(st)
+                elif admitted == "full":
+                    self._warn_full()
                     return
 
-    def _admit_one(self, st: State) -> bool:
+    def _warn_full(self) -> None:
+        if not self.warned and self._in_flight():
+            self.warned = True
+            logger.info(
+                "llama.cpp context full (%d cells, %d sequences): running what fits now, %d "
+                "job(s) wait for cells to free up (raise n_ctx or n_seq_max to run them at once)",
+                self.pool.capacity,
+                self.e.n_seq_max,
+                sum(1 for s in self.states if not s.admitted),
+            )
+
+    def _admit_one(self, st: State) -> Admission:
         job = st.job
         if not st.started:
-            tokens = job.prompt if isinstance(job, GenJob) else job.tokens
-            return self._start(st, tokens)
+            return self._start(st, _tokens(job))
         limit = st.gen.max_tokens
         if not self.pool.make_room(limit, 1):
             if self._in_flight():
-                return False
+                return "full"
             limit = self.pool.headroom()
             if limit < 1 or self.pool.n_free < 1:
                 raise ProviderError("llama.cpp context has no room left for a continuation")
         self._add_child(st, limit, late=st.prefill is None)
-        return True
+        return "admitted"
 
-    def _start(self, st: State, tokens: list[int]) -> bool:
+    def _check(self, job: Job, tokens: list[int]) -> None:
+        """Refuse, before any compute, a job that no state of the context could ever run."""
+        least = len(tokens) + (1 if isinstance(job, GenJob) else 0)
+        if not tokens:
+            raise ProviderError("the prompt is empty (0 tokens)")
+        if least > self.pool.capacity:
+            raise ProviderError(
+                f"the prompt ({len(tokens)} tokens) does not fit the llama.cpp context "
+                f"(n_ctx = {self.pool.capacity} tokens"
+                + (", and one more for the first sampled token" if isinstance(job, GenJob) else "")
+                + "): raise n_ctx or shorten the prompt"
+            )
+        if isinstance(job, EvalJob) and any(not 0 <= p < len(tokens) for p in job.read_at):
+            raise ProviderError(
+                f"read positions {job.read_at} are outside the {len(tokens)}-token prompt"
+            )
+
+    def _start(self, st: State, tokens: list[int]) -> Admission:
         """Start evaluating a prompt after its longest cached prefix (and admit one child)."""
         job = st.job
-        entry, lcp = self.pool.longest_prefix(np.asarray(tokens, np.int32))
+        self._check(job, tokens)
+        arr = np.asarray(tokens, np.int32)
+        entry, lcp = self.pool.longest_prefix(arr)
+        if self._shares_in_flight(st, arr, lcp):
+            return "defer"
         reads = set(job.read_at) if isinstance(job, EvalJob) else {len(tokens) - 1}
         lcp = min(lcp, *reads)  # at least one token to evaluate: its logits are needed
         limit = job.max_tokens if isinstance(job, GenJob) else 0
@@ -107,12 +208,15 @@ class Run:
         new = len(tokens) - lcp
         if not self.pool.make_room(new + limit, seqs, keep=entry):
             if self._in_flight():
-                return False
+                return "full"
             if not self.pool.make_room(new + 1 if limit else new, seqs, keep=entry):
-                raise ProviderError(
-                    f"the prompt ({len(tokens)} tokens) does not fit the llama.cpp context "
-                    f"({self.pool.capacity} tokens): raise n_ctx"
-                )
+                if self.pool.make_room(len(tokens) + (1 if limit else 0), seqs):
+                    entry, lcp, new = None, 0, len(tokens)  # the cached prefix was in the way
+                else:
+                    raise ProviderError(
+                        f"the prompt ({len(tokens)} tokens) does not fit the llama.cpp context "
+                        f"(n_ctx = {self.pool.capacity} tokens) next to what it holds"
+                    )
             limit = min(limit, self.pool.headroom() - new)
         st.started = True
         seq = self.pool.acquire()
@@ -124,7 +228,21 @@ class Run:
         if isinstance(job, GenJob):
             st.parent = seq
             self._add_child(st, limit, late=False)
-        return True
+        return "admitted"
+
+    def _shares_in_flight(self, st: State, tokens: np.ndarray, cached: int) -> bool:
+        """Whether a prompt being evaluated now shares :data:`SHARE_MIN` or more leading tokens
+        with ``tokens`` beyond the ``cached`` ones: then this job waits until that prompt is
+        evaluated and cached, and forks from it instead of evaluating the shared part again
+        (the prompts of one request's siblings, the judge prompts of one depth)."""
+        if not self.pool.keep_prefixes:
+            return False
+        for other in self.states:
+            if other is not st and other.prefill is not None:
+                theirs = np.asarray(_tokens(other.job), np.int32)
+                if common_prefix(theirs, tokens) >= cached + SHARE_MIN:
+                    return True
+        return False
 
     def _add_child(self, st: State, limit: int, *, late: bool) -> None:
         child = Child(st.gen, st.next_child, self.pool.acquire(), limit)
@@ -152,6 +270,7 @@ class Run:
     # -- one batch --------------------------------------------------------------------------
 
     def _fill(self) -> int:
+        """Put one token per live continuation, then prompt chunks, into the batch."""
         e, n = self.e, 0
         for st in self.states:
             for child in st.live:
@@ -160,7 +279,7 @@ class Run:
                 n += 1
         for st in self.states:
             pf = st.prefill
-            if pf is None or n >= e.n_batch:
+            if pf is None:
                 continue
             pf.chunk = min(len(pf.tokens) - pf.done, e.n_batch - n)
             pf.rows.clear()
@@ -185,6 +304,42 @@ class Run:
                 f"({self.pool.ledger.used()} of {self.pool.capacity} cells in use)"
             )
 
+    def _draw_live(self) -> None:
+        """Sample every exactly-sampled live child at once (their rows lead the batch, so
+        output row ``i`` is batch row ``i``)."""
+        live = [c for st in self.states for c in st.live if c.row >= 0]
+        exact = [c for c in live if c.rng is not None]
+        if not exact:
+            return
+        view = self.e.logits_rows(len(live))
+        rows = [c.row for c in exact]
+        logits = view if len(exact) == len(live) else view[rows]
+        temps = np.array([c.temperature for c in exact], np.float32)
+        draws = np.array([c.rng.random() for c in exact if c.rng is not None])
+        for child, token in zip(exact, draw_rows(logits, temps, draws), strict=True):
+            child.drawn = token
+
+    def _sample(self, child: Child, row: int) -> int:
+        """The token ``child`` samples from batch row ``row``."""
+        if child.drawn is not None:
+            token, child.drawn = child.drawn, None
+            return token
+        if child.rng is not None:
+            logits = self.e.logits_at(row)[None, :]
+            temps = np.array([child.temperature], np.float32)
+            return draw_rows(logits, temps, np.array([child.rng.random()]))[0]
+        return self.e.sample(child.sampler, row)
+
+    def _collect(self, st: State) -> None:
+        """Read this job's rows of the last decode: prompt logits, then sampled tokens."""
+        if st.prefill is not None and st.prefill.chunk:
+            self._collect_prefill(st, st.prefill)
+        for child in list(st.live):
+            if child.row >= 0:
+                self.pool.evaluated(child.seq, 1)
+                child.cells += 1
+                self._accept(st, child, self._sample(child, child.row))
+
     def _collect_prefill(self, st: State, pf: Prefill) -> None:
         self.pool.evaluated(pf.seq, pf.chunk)
         pf.done += pf.chunk
@@ -208,7 +363,7 @@ class Run:
             self.pool.fork(pf.seq, child.seq, pf.end)
             child.pos = pf.end - 1  # _accept moves it to the next position
             st.live.append(child)
-            self._accept(st, child, self.e.sample(child.sampler, row))
+            self._accept(st, child, self._sample(child, row))
         self._release_parent(st)
 
     def _accept(self, st: State, child: Child, token: int) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from providers.llamacpp._jobs import EvalJob, GenJob, Job, StopScanner, new_sampler
 from providers.llamacpp._lib import llama_cpp
+from providers.llamacpp._sampling import new_rng
 
 __all__ = ("Child", "Prefill", "State")
 
@@ -38,7 +41,18 @@ class Child:
 
     def __init__(self, job: GenJob, index: int, seq: int, limit: int) -> None:
         self.index, self.seq, self.limit = index, seq, limit
-        self.sampler: Any = new_sampler(job.temperature, job.top_p, job.seed, index, job.top_k)
+        self.temperature = job.temperature
+        self.rng: np.random.Generator | None = None
+        """Set when the child samples exactly from the whole vocabulary (temperature > 0, no
+        top-p, no top-k), batched with numpy (:mod:`providers.llamacpp._sampling`)."""
+        self.sampler: Any = None
+        """llama.cpp's sampler chain otherwise (greedy, top-k, top-p)."""
+        if job.temperature > 0.0 and job.top_p >= 1.0 and job.top_k == 0:
+            self.rng = new_rng(job.seed, index)
+        else:
+            self.sampler = new_sampler(job.temperature, job.top_p, job.seed, index, job.top_k)
+        self.drawn: int | None = None
+        """The token drawn for this child from the last decode, by the batched sampler."""
         self.scanner = StopScanner(job.stop)
         self.generated: list[int] = []
         self.cells = 0

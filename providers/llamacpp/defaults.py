@@ -70,7 +70,9 @@ def local_models(
     """Build a policy and a PRM on local GGUFs, checking first that both fit in memory.
 
     With ``scorer_path`` unset (or the same file) the scorer shares the policy's loaded weights
-    in a second context. Both models' memory (weights, KV caches, buffers) is estimated before
+    and its context: scoring prompts ride in the policy's ``llama_decode`` batches, and
+    ``scorer_n_ctx`` is not used. A scorer on another file gets a context of its own.
+    Both models' memory (weights, KV caches, buffers) is estimated before
     anything is loaded; when they go to a GPU and do not fit its free memory, this fails with a
     message saying what needs how much (:func:`~providers.llamacpp.memory.check_memory`). The
     weights are freed when both the provider and the scorer are closed.
@@ -89,16 +91,18 @@ def local_models(
     policy_mem = estimate_memory(
         model_path, n_ctx=n_ctx, n_outputs=n_seq_max, n_gpu_layers=n_gpu_layers, name="policy"
     )
-    scorer_mem = estimate_memory(
-        scorer_file,
-        n_ctx=scorer_n_ctx,
-        n_outputs=n_seq_max,
-        n_gpu_layers=scorer_layers,
-        name="scorer (shares the policy's weights)" if shared else "scorer",
-    )
-    if shared:
-        scorer_mem = scorer_mem.model_copy(update={"weights": 0})
-    check_memory([policy_mem, scorer_mem])
+    needs = [policy_mem]
+    if not shared:  # a shared scorer allocates nothing: the policy's weights and context
+        needs.append(
+            estimate_memory(
+                scorer_file,
+                n_ctx=scorer_n_ctx,
+                n_outputs=n_seq_max,
+                n_gpu_layers=scorer_layers,
+                name="scorer",
+            )
+        )
+    check_memory(needs)
     model = LlamaModel(model_path, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack)
     model.close_with_contexts = True
     provider = LlamaCppProvider(
@@ -146,7 +150,8 @@ def default_models(
     Args:
         n_ctx: KV cells of the policy's context.
         n_seq_max: Sequences at once in each context.
-        scorer_n_ctx: KV cells of the scorer's context.
+        scorer_n_ctx: KV cells of the scorer's context when it is a context of its own (a scorer
+            on another file); a scorer on the policy's file shares the policy's context.
         n_gpu_layers: Layers to offload to a GPU (``-1``: all; ignored by CPU builds).
         n_threads: CPU threads (default: all cores; one-token decodes use half).
         verbose: Print llama.cpp's own log.

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from providers.llamacpp._engine import Engine, EngineUser
-from providers.llamacpp._gather import Gatherer
+from providers.llamacpp._gather import Batcher
 from providers.llamacpp._jobs import GenJob
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.repack import Repack
@@ -21,10 +21,14 @@ __all__ = ("LlamaCppProvider",)
 class LlamaCppProvider(EngineUser):
     """A REBASE policy on a local GGUF, with batched multi-sequence decoding.
 
-    Requests that arrive together (every expansion of a depth, and those of concurrent problems)
-    run in one decode loop: each prompt is evaluated once, its ``n`` children fork its KV cells
-    and advance one token per ``llama_decode`` together; prefixes already evaluated (the parent
-    of a node expanded again, the steps of earlier depths) are reused from the cache.
+    Every request joins one continuous decode loop (every expansion of a depth, and those of
+    concurrent problems, at whatever depth): it starts at the loop's next step, not after the
+    requests already running; each prompt is evaluated once, its ``n`` children fork its KV
+    cells and advance one token per ``llama_decode`` with everyone else's; a finished step
+    leaves the batch at once and waiting work takes its place; prefixes already evaluated (the
+    parent of a node expanded again, the steps of earlier depths) are reused from the cache.
+    When the context is full, problems take turns at admission. A request that cannot run (its
+    prompt is larger than the context) fails alone, with its own error.
 
     ``prompt_tokens`` of a :class:`~rebase_agent.StepCompletion` counts the prompt tokens this
     request actually evaluated, split evenly over its ``n`` completions; a reused cached prefix
@@ -44,8 +48,11 @@ class LlamaCppProvider(EngineUser):
         max_cached_cells: Most KV cells held only by cached prefixes (default ``n_ctx // 4``);
             every decode attends over all occupied cells, so a bigger cache costs speed.
         top_k: Sample among the ``top_k`` most likely tokens only (0, the default: the whole
-            vocabulary, as REBASE does). A top-k of a few dozen makes sampling several times
-            cheaper on large vocabularies (Gemma 3: 262k tokens) at the cost of the tail.
+            vocabulary, as REBASE does). The default draws exactly from ``softmax(logits / T)``,
+            all sequences of a decode at once (:mod:`providers.llamacpp._sampling`); a top-k
+            of a few dozen (llama.cpp's sampler chain) is cheaper still on large vocabularies
+            (Gemma 3: 262k tokens) but drops the tail, changing the distribution. Requests
+            with ``top_p < 1`` or temperature 0 use llama.cpp's sampler chain.
         verbose: Print llama.cpp's own log.
         repack: How the CPU weights load when ``model`` is a path (see :class:`LlamaModel`).
 
@@ -87,6 +94,7 @@ class LlamaCppProvider(EngineUser):
             n_threads=n_threads,
             prefix_cache=prefix_cache,
             max_cached_cells=max_cached_cells,
+            shareable=True,
         )
         self.template = resolve_template(
             template,
@@ -97,10 +105,7 @@ class LlamaCppProvider(EngineUser):
             eos=self.model.eos,
         )
         self.top_k = top_k
-        self._gather: Gatherer[GenJob] = Gatherer(self.model.lock, self._run)
-
-    def _run(self, jobs: list[GenJob]) -> None:
-        self.engine.run(jobs)
+        self._batcher = Batcher(self.engine, self.model.lock)
 
     def tokenize_prompt(self, problem: str, solution: str) -> list[int]:
         """The prompt tokens for a partial solution (call in a worker thread)."""
@@ -129,8 +134,9 @@ class LlamaCppProvider(EngineUser):
             top_p=request.top_p,
             top_k=self.top_k,
             seed=request.seed,
+            owner=problem,
         )
-        await self._gather.submit([job])
+        await self._batcher.submit([job])
         if job.error is not None:
             if isinstance(job.error, ProviderError):
                 raise ProviderError(str(job.error)) from job.error

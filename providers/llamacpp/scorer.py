@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections import OrderedDict
 from typing import Literal
 
 from providers.llamacpp._engine import Engine, EngineUser
-from providers.llamacpp._gather import Gatherer
+from providers.llamacpp._gather import Batcher
 from providers.llamacpp._jobs import EvalJob
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.repack import Repack
@@ -18,6 +19,8 @@ from rebase_agent.protocols import ScoreRequest
 from rebase_agent.usage import record_scorer_tokens
 
 __all__ = ("LlamaCppScorer",)
+
+logger = logging.getLogger(__name__)
 
 _Key = tuple[str, tuple[str, ...]]
 
@@ -39,7 +42,8 @@ class LlamaCppScorer(EngineUser):
     """A process reward model on a local GGUF, read from next-token logits.
 
     Two modes, both batched over every partial solution of a request (and over concurrent
-    requests), reusing shared prompt prefixes from the KV cache:
+    requests, and, on the policy's model, with the policy's generation: see
+    ``share_context``), reusing shared prompt prefixes from the KV cache:
 
     * ``"judge"`` (LLM-as-judge, any instruct or base model): for each step, a prompt
       (:data:`~providers.llamacpp.templates.DEFAULT_JUDGE_TEMPLATE`) showing the problem, the
@@ -67,6 +71,12 @@ class LlamaCppScorer(EngineUser):
         positive: Positive label variants (default: Yes variants, or ``+`` for Math-Shepherd).
         negative: Negative label variants (default: No variants, or ``-``).
         cache_size: Step scores kept.
+        share_context: When ``model`` is a loaded :class:`LlamaModel` whose provider was built
+            first (``default_models`` does so), score in the provider's context: scoring prompts
+            ride in the same ``llama_decode`` batches as generation, in one decode loop, and no
+            second KV cache is allocated. ``n_ctx``, ``n_seq_max``, ``n_batch`` and
+            ``n_threads`` are then the provider's (logged at INFO when they differ). ``False``:
+            always a context of the scorer's own.
         verbose: Print llama.cpp's own log.
         repack: How the CPU weights load when ``model`` is a path (see :class:`LlamaModel`).
 
@@ -90,6 +100,7 @@ class LlamaCppScorer(EngineUser):
         positive: tuple[str, ...] | None = None,
         negative: tuple[str, ...] | None = None,
         cache_size: int = 100_000,
+        share_context: bool = True,
         verbose: bool = False,
         repack: Repack | None = None,
     ) -> None:
@@ -113,10 +124,24 @@ class LlamaCppScorer(EngineUser):
             if source is None:
                 raise ValueError(f"chat=True but {self.model.name} has no chat template")
             self._chat = ChatTemplate(source, bos_token=self.model.token_text(self.model.bos))
-        self.engine = Engine(
-            self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, n_batch=n_batch, n_threads=n_threads
-        )
-        self._gather: Gatherer[EvalJob] = Gatherer(self.model.lock, self.engine.run)
+        shared = Engine.shared_on(self.model) if share_context else None
+        if shared is not None:
+            self.engine = shared
+            if (n_ctx, n_seq_max) != (shared.n_ctx, shared.n_seq_max):
+                logger.info(
+                    "%s scorer shares the policy's context (n_ctx=%d, n_seq_max=%d) instead of "
+                    "its own (n_ctx=%d, n_seq_max=%d): pass share_context=False for its own",
+                    self.model.name,
+                    shared.n_ctx,
+                    shared.n_seq_max,
+                    n_ctx,
+                    n_seq_max,
+                )
+        else:
+            self.engine = Engine(
+                self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, n_batch=n_batch, n_threads=n_threads
+            )
+        self._batcher = Batcher(self.engine, self.model.lock)
         self._cache: OrderedDict[_Key, float] = OrderedDict()
         self._cache_size = cache_size
 
@@ -153,7 +178,7 @@ class LlamaCppScorer(EngineUser):
                 job.tokens = self.judge_tokens(problem, steps)
                 job.read_at = [len(job.tokens) - 1]
 
-        return EvalJob(tokens=[], read_at=[], labels=self.labels, prepare=prepare)
+        return EvalJob(tokens=[], read_at=[], labels=self.labels, prepare=prepare, owner=problem)
 
     # -- scoring --------------------------------------------------------------------------------
 
@@ -179,7 +204,7 @@ class LlamaCppScorer(EngineUser):
                 seen.add(prefix)
         if todo:
             jobs = [self._job(problem, steps) for steps in todo]
-            await self._gather.submit(jobs)
+            await self._batcher.submit(jobs)
             record_scorer_tokens(sum(job.prompt_evaluated for job in jobs), 0)
             for steps, job in zip(todo, jobs, strict=True):
                 if job.error is not None:

@@ -7,8 +7,8 @@ two-step word problems). This runs the README's measurement command for REBASE, 
 backend's recommended search fields),
 and fails when fewer questions come out right than the measured count less a margin for the
 nondeterminism of batched decoding (which problems share a batch changes the floating point).
-About six minutes on two idle cores (17 of 30 right when last run alone; 12 in the README's
-measurement beside sampling).
+About eight minutes on two idle cores (19 of 30 right when last run alone; 18 in the README's
+measurement beside sampling; 12 to 17 with the engine before continuous batching).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from rebase_agent.evaluation.results import read_rows
 pytestmark = [pytest.mark.llama, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 EVERYDAY = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "everyday.jsonl"
-MEASURED_REBASE = 12
+MEASURED_REBASE = 18
 """Questions REBASE answered right at budget 16, seed 0, when last measured (README)."""
-MARGIN = 4
+MARGIN = 5
+"""Runs of the same command have ranged over 5 questions (batch composition)."""
 
 
 def test_the_embedded_default_answers_the_everyday_questions_as_measured(tmp_path: Path) -> None:
