@@ -47,18 +47,17 @@ from starlette.types import Receive, Scope, Send
 from rebase_agent import (
     DepthStats,
     Provider,
-    ProviderError,
     RebaseSearch,
     Scorer,
     SearchFailed,
     SearchResult,
     SearchTimeout,
 )
-from rebase_agent.backends import aclose, is_double, prepare
+from rebase_agent.backends import aclose, is_double
 from rebase_server import openai_api as api
-from rebase_server.config import ConfigError, RouteConfig, ServerConfig
+from rebase_server.config import RouteConfig, ServerConfig
 from rebase_server.openai_api import ApiError, Kind
-from rebase_server.routes import SettingError, build_searches, customise
+from rebase_server.routes import SettingError, build_searches, customise, prepare_searches
 
 __all__ = ("ApiError", "create_app", "prepare_app")
 
@@ -146,17 +145,7 @@ class _Server:
         """Probe each route's server once (see :func:`prepare_app`)."""
         if self.prepared:
             return
-        for name, search in self.searches.items():
-            try:
-                await prepare(search.provider, search.scorer)
-            except (ProviderError, ValueError) as exc:  # ValueError: a preset that does not fit
-                with anyio.CancelScope(shield=True):
-                    for each in self.searches.values():
-                        await aclose(each.provider, each.scorer)
-                raise ConfigError(f"routes.{name}: {exc}") from None
-        # The search fields a preset the probe chose recommends, under the route's own.
-        ready = {name: (s.provider, s.scorer) for name, s in self.searches.items()}
-        self.searches = build_searches(self.config, ready)
+        self.searches = await prepare_searches(self.config, self.searches)
         self.prepared = True
 
     # --- request handling -------------------------------------------------------------------

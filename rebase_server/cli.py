@@ -160,6 +160,7 @@ def mcp(
 
     async def run() -> None:
         try:
+            await server.prepare()  # a bad server fails here, before any client connects
             if transport == "stdio":
                 await server.server.run_stdio_async()
             else:
@@ -171,4 +172,7 @@ def mcp(
         finally:
             await server.aclose()
 
-    anyio.run(run)
+    try:
+        anyio.run(run)
+    except ConfigError as exc:  # the probe found a route's server unusable
+        raise click.ClickException(f"{exc}; not serving") from None

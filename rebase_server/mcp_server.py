@@ -43,7 +43,13 @@ from rebase_agent import (
 )
 from rebase_agent.backends import aclose, is_double
 from rebase_server.config import ServerConfig
-from rebase_server.routes import RequestSettings, SettingError, build_searches, customise
+from rebase_server.routes import (
+    RequestSettings,
+    SettingError,
+    build_searches,
+    customise,
+    prepare_searches,
+)
 
 __all__ = ("BearerAuth", "RebaseMCP", "Solution", "create_mcp_server")
 
@@ -195,6 +201,16 @@ class RebaseMCP:
             annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
             structured_output=True,
         )
+
+    async def prepare(self) -> None:
+        """Probe each route's server once, before the first call (see
+        :func:`~rebase_server.routes.prepare_searches`); ``rebase-agent mcp`` calls it before it
+        serves, so a bad server fails the command.
+
+        Raises:
+            ConfigError: A route's server cannot run a search.
+        """
+        self.searches = await prepare_searches(self.config, self.searches)
 
     async def solve(
         self,

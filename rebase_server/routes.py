@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rebase_agent import Provider, RebaseConfig, RebaseSearch, Scorer, StrategyName
-from rebase_agent.backends import load_backend, search_defaults
+from rebase_agent import Provider, ProviderError, RebaseConfig, RebaseSearch, Scorer, StrategyName
+from rebase_agent.backends import aclose, load_backend, prepare, search_defaults
 from rebase_agent.scorers import with_check
 from rebase_server.config import (
     ConfigError,
@@ -85,6 +86,29 @@ def build_searches(
         except ValidationError as exc:
             raise ConfigError(f"routes.{name}.search: {describe_validation_error(exc)}") from None
     return searches
+
+
+async def prepare_searches(
+    config: ServerConfig, searches: Mapping[str, RebaseSearch]
+) -> dict[str, RebaseSearch]:
+    """Probe each route's server once (the provider's and the scorer's ``prepare()``, where
+    they have one) and rebuild the searches, so that the search fields of a preset the probe
+    chose apply under the route's own.
+
+    Raises:
+        ConfigError: A route's server cannot run a search: ``routes.NAME: probe: ...``. Every
+            route's provider and scorer are closed first.
+    """
+    for name, search in searches.items():
+        try:
+            await prepare(search.provider, search.scorer)
+        except (ProviderError, ValueError) as exc:  # ValueError: a preset that does not fit
+            with anyio.CancelScope(shield=True):
+                for each in searches.values():
+                    await aclose(each.provider, each.scorer)
+            raise ConfigError(f"routes.{name}: {exc}") from None
+    ready = {name: (s.provider, s.scorer) for name, s in searches.items()}
+    return build_searches(config, ready)
 
 
 def _solution_cap(config: RebaseConfig, tokens: int) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from tests.server.helpers import TOKEN, config, serving
 pytestmark = pytest.mark.anyio
 
 
-def client(base: str, key: str = TOKEN) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=30)
+def client(base: str, key: str = TOKEN, timeout: float = 30) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=timeout)
 
 
 async def test_chat_completion_returns_the_solution_usage_and_summary() -> None:
@@ -260,7 +260,7 @@ async def test_the_server_backed_by_the_local_gemma_model() -> None:
     server_config = ServerConfig(api_key=TOKEN, routes={"rebase-gemma": route})
     try:
         async with serving(server_config, {"rebase-gemma": (provider, scorer)}) as base:
-            async with client(base) as c:
+            async with client(base, timeout=240) as c:  # a real model on a busy machine
                 reply = await c.chat.completions.create(
                     model="rebase-gemma",
                     messages=[{"role": "user", "content": "What is 2 + 3?"}],

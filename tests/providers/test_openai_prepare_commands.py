@@ -1,4 +1,4 @@
-"""``rebase-agent eval`` and ``rebase-agent serve`` probe the server before any search.
+"""``rebase-agent eval``, ``serve`` and ``mcp`` probe the server before any search.
 
 A server that cannot run one (here: nothing listening) fails the command with the probe's reason,
 and no results file is written; a server that can (the fake server on localhost) gets the preset
@@ -18,7 +18,7 @@ from rebase_agent.cli import main
 from rebase_agent.evaluation.results import read_rows
 from rebase_agent.presets import PRESETS
 from rebase_server.app import create_app, prepare_app
-from rebase_server.cli import serve
+from rebase_server.cli import mcp, serve
 from rebase_server.config import ConfigError, RouteConfig, ServerConfig
 from tests.providers.openai_fake_models import bad_adder
 from tests.providers.openai_fake_server import serve as serve_fake
@@ -116,6 +116,15 @@ def test_serve_fails_on_a_server_it_cannot_reach_before_binding_the_port(tmp_pat
     result = CliRunner().invoke(
         serve, ["--config", str(write_route(tmp_path, DEAD)), "--port", "0"]
     )
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"routes.gemma: probe: cannot reach {DEAD}" in lines[0] and "not serving" in lines[0]
+
+
+def test_mcp_fails_on_a_server_it_cannot_reach_before_serving(tmp_path: Path) -> None:
+    pytest.importorskip("mcp")
+    result = CliRunner().invoke(mcp, ["--config", str(write_route(tmp_path, DEAD))])
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
