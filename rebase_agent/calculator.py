@@ -176,25 +176,20 @@ class CalculatorProvider:
             return await self.provider.generate(request)
         if self.method == "correct":
             first = await self.provider.generate(request)
-            fixed: list[StepCompletion | None] = [None] * len(first)
-
-            async def correct(index: int, completion: StepCompletion) -> None:
-                fixed[index] = await self._correct(request, index, completion)
-
-            async with anyio.create_task_group() as tg:
-                for index, completion in enumerate(first):
-                    tg.start_soon(correct, index, completion)
-            return [completion for completion in fixed if completion is not None]
-        stopping = request.model_copy(update={"stop": (*request.stop, TRIGGER)})
-        first = await self.provider.generate(stopping)
+            step = self._correct
+        else:
+            first = await self.provider.generate(
+                request.model_copy(update={"stop": (*request.stop, TRIGGER)})
+            )
+            step = self._finish
         done: list[StepCompletion | None] = [None] * len(first)
 
-        async def finish(index: int, completion: StepCompletion) -> None:
-            done[index] = await self._finish(request, index, completion)
+        async def complete(index: int, completion: StepCompletion) -> None:
+            done[index] = await step(request, index, completion)
 
         async with anyio.create_task_group() as tg:
             for index, completion in enumerate(first):
-                tg.start_soon(finish, index, completion)
+                tg.start_soon(complete, index, completion)
         return [completion for completion in done if completion is not None]
 
     def _at_trigger(self, request: StepRequest, completion: StepCompletion) -> bool:

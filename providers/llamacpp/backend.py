@@ -40,6 +40,7 @@ from providers.llamacpp.provider import LlamaCppProvider
 from providers.llamacpp.repack import parse_repack
 from providers.llamacpp.scorer import LlamaCppScorer
 from providers.llamacpp.templates import FEW_SHOT_STEPS_TEMPLATE
+from rebase_agent.backends import parse_flag
 from rebase_agent.calculator import CalculatorProvider
 
 __all__ = ("llama_backend",)
@@ -55,15 +56,6 @@ _INTS = {
 }
 _BOOLS = {"chat", "scorer_chat", "verbose", "calculator"}
 _KNOWN = {"model", "scorer", "scorer_model", "template", "repack", *_INTS, *_BOOLS}
-
-
-def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"option {name} must be true or false, got {value!r}")
 
 
 def llama_backend(
@@ -89,7 +81,7 @@ def llama_backend(
             raise ValueError(f"option {key} must be an integer, got {options[key]!r}") from None
 
     def flag(key: str) -> bool:
-        return _flag(key, options[key]) if key in options else False
+        return parse_flag(key, options[key]) if key in options else False
 
     mode = options.get("scorer", "judge")
     if mode not in ("judge", "math_shepherd"):

@@ -42,7 +42,7 @@ def test_backend_rejects_bad_options(tiny_gguf: Path) -> None:
         llama_backend(model=str(tiny_gguf), colour="blue")
     with pytest.raises(ValueError, match="n_ctx must be an integer"):
         llama_backend(model=str(tiny_gguf), n_ctx="big")
-    with pytest.raises(ValueError, match="chat must be true or false"):
+    with pytest.raises(ValueError, match="chat must be on or off"):
         llama_backend(model=str(tiny_gguf), chat="maybe")
     with pytest.raises(ValueError, match="scorer must be"):
         llama_backend(model=str(tiny_gguf), scorer="oracle")
