@@ -184,7 +184,7 @@ def sign_test(wins: int, losses: int) -> float:
     total = wins + losses
     if total == 0:
         return 1.0
-    tail = sum(math.comb(total, k) for k in range(min(wins, losses) + 1)) / 2**total
+    tail: float = sum(math.comb(total, k) for k in range(min(wins, losses) + 1)) / 2**total
     return min(1.0, 2 * tail)
 
 
