@@ -37,7 +37,9 @@ def test_the_core_solves_without_the_http_providers_dependencies() -> None:
         print("ok")
         """
     )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().endswith("ok")
 

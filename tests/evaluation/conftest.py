@@ -1,4 +1,4 @@
-"""Small dataset fixtures from the repository (``tests/data/``), so no test needs data outside it."""
+"""Small dataset samples from the repository (``tests/data/``): no test needs data outside it."""
 
 from __future__ import annotations
 
