@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections import OrderedDict
 from typing import Literal
 
 from providers.llamacpp._engine import Engine, EngineUser
@@ -15,14 +13,13 @@ from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.repack import Repack
 from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE, ChatTemplate
 from rebase_agent.exceptions import ScoringError
-from rebase_agent.protocols import ScoreRequest
+from rebase_agent.prm import CachedScorer
+from rebase_agent.prm import logit_label_probability as label_probability
 from rebase_agent.usage import record_scorer_tokens
 
 __all__ = ("LlamaCppScorer",)
 
 logger = logging.getLogger(__name__)
-
-_Key = tuple[str, tuple[str, ...]]
 
 YES = ("Yes", " Yes", "yes", " yes", "YES", " YES")
 NO = ("No", " No", "no", " no", "NO", " NO")
@@ -30,15 +27,7 @@ PLUS = ("+", " +")
 MINUS = ("-", " -")
 
 
-def label_probability(row: list[float], n_pos: int) -> float:
-    """P(positive) from the logits of ``n_pos`` positive then the negative label tokens."""
-    top = max(row)
-    weights = [math.exp(x - top) for x in row]
-    pos = sum(weights[:n_pos])
-    return pos / (pos + sum(weights[n_pos:]))
-
-
-class LlamaCppScorer(EngineUser):
+class LlamaCppScorer(CachedScorer, EngineUser):
     """A process reward model on a local GGUF, read from next-token logits.
 
     Two modes, both batched over every partial solution of a request (and over concurrent
@@ -104,10 +93,12 @@ class LlamaCppScorer(EngineUser):
         verbose: bool = False,
         repack: Repack | None = None,
     ) -> None:
+        super().__init__(cache_size=cache_size)
         self.model = LlamaModel.share_or_load(
             model, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack
         )
         self.mode = mode
+        self.scores_all_steps = mode == "math_shepherd"  # one sequence scores all its steps
         reading = "Math-Shepherd P(+)" if mode == "math_shepherd" else "judge P(Yes)"
         self.description = f"{self.model.name} {reading}"
         """A short name of this PRM for output (``Gemma 3 270m judge P(Yes)``)."""
@@ -142,8 +133,6 @@ class LlamaCppScorer(EngineUser):
                 self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, n_batch=n_batch, n_threads=n_threads
             )
         self._batcher = Batcher(self.engine, self.model.lock)
-        self._cache: OrderedDict[_Key, float] = OrderedDict()
-        self._cache_size = cache_size
 
     # -- prompts --------------------------------------------------------------------------------
 
@@ -182,46 +171,30 @@ class LlamaCppScorer(EngineUser):
 
     # -- scoring --------------------------------------------------------------------------------
 
-    async def score(self, request: ScoreRequest) -> list[list[float]]:
-        """Score every step of every partial solution (cached prefixes are not re-scored).
+    async def score_last_steps(self, problem: str, prefixes: list[tuple[str, ...]]) -> list[float]:
+        """The judge's P(Yes) for the last step of each prefix (the cache sends only new ones)."""
+        rows = await self._evaluate(problem, prefixes)
+        return [label_probability(row[0], self.n_pos) for row in rows]
+
+    async def score_solutions(
+        self, problem: str, solutions: list[tuple[str, ...]]
+    ) -> list[list[float]]:
+        """Math-Shepherd's P(+) at every step's tag, one sequence per solution."""
+        rows = await self._evaluate(problem, solutions)
+        return [[label_probability(r, self.n_pos) for r in row] for row in rows]
+
+    async def _evaluate(
+        self, problem: str, solutions: list[tuple[str, ...]]
+    ) -> list[list[list[float]]]:
+        """The label logits read for each solution, batched through the engine.
 
         Raises:
             ScoringError: llama.cpp failed, or a prompt does not fit the context.
         """
-        problem = request.problem
-        todo: list[tuple[str, ...]] = []
-        seen: set[tuple[str, ...]] = set()
-        for steps in request.solutions:
-            for k in range(1, len(steps) + 1):
-                prefix = steps[:k]
-                if (problem, prefix) in self._cache or prefix in seen:
-                    continue
-                if self.mode == "math_shepherd":  # one sequence scores all its prefixes
-                    todo.append(steps)
-                    seen.update(steps[:j] for j in range(1, len(steps) + 1))
-                    break
-                todo.append(prefix)
-                seen.add(prefix)
-        if todo:
-            jobs = [self._job(problem, steps) for steps in todo]
-            await self._batcher.submit(jobs)
-            record_scorer_tokens(sum(job.prompt_evaluated for job in jobs), 0)
-            for steps, job in zip(todo, jobs, strict=True):
-                if job.error is not None:
-                    raise ScoringError(f"llama.cpp scoring failed: {job.error}") from job.error
-                for j, row in enumerate(job.rows):
-                    prefix = steps if self.mode == "judge" else steps[: j + 1]
-                    self._remember((problem, prefix), label_probability(row, self.n_pos))
-        try:
-            return [
-                [self._cache[(problem, steps[:k])] for k in range(1, len(steps) + 1)]
-                for steps in request.solutions
-            ]
-        except KeyError as exc:  # evicted by a huge request between filling and reading
-            raise ScoringError("score cache too small for this request: raise cache_size") from exc
-
-    def _remember(self, key: _Key, value: float) -> None:
-        self._cache[key] = value
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        jobs = [self._job(problem, steps) for steps in solutions]
+        await self._batcher.submit(jobs)
+        record_scorer_tokens(sum(job.prompt_evaluated for job in jobs), 0)
+        for job in jobs:
+            if job.error is not None:
+                raise ScoringError(f"llama.cpp scoring failed: {job.error}") from job.error
+        return [job.rows for job in jobs]
