@@ -32,6 +32,7 @@ import anyio.lowlevel
 from rebase_agent.answers import extract_answer
 from rebase_agent.claims import Claim, step_claims
 from rebase_agent.protocols import ScoreRequest
+from rebase_agent.rewards import finite_score
 
 __all__ = ("CONSTANTS", "UNIT_CONSTANTS", "GroundingScorer", "problem_numbers")
 
@@ -105,17 +106,12 @@ class GroundingScorer:
     def __init__(
         self, *, grounded: float = 1.0, ungrounded: float = 0.2, coverage_power: float = 2.0
     ) -> None:
-        for name, value in (("grounded", grounded), ("ungrounded", ungrounded)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"GroundingScorer {name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"GroundingScorer {name} must be finite, got {value!r}")
+        self.grounded = finite_score("GroundingScorer", "grounded", grounded)
+        self.ungrounded = finite_score("GroundingScorer", "ungrounded", ungrounded)
         if not math.isfinite(coverage_power) or coverage_power < 0:
             raise ValueError(
                 f"GroundingScorer coverage_power must be a number >= 0, got {coverage_power!r}"
             )
-        self.grounded = float(grounded)
-        self.ungrounded = float(ungrounded)
         self.coverage_power = float(coverage_power)
 
     def __repr__(self) -> str:

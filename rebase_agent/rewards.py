@@ -1,4 +1,4 @@
-"""Reading one reward from a path's step scores.
+"""Reading one reward from a path's step scores, and checking a configured score.
 
 ``last`` is REBASE's node reward (the PRM's score of the newest step, ``R(x r_1 … r_k)``);
 ``min``, ``prod`` and ``mean`` are the other aggregations of the REBASE and search-and-learn
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from rebase_agent.config import RewardReading
 
-__all__ = ("read_reward",)
+__all__ = ("finite_score", "read_reward")
 
 
 def read_reward(step_scores: Sequence[float], how: RewardReading) -> float:
@@ -36,3 +36,17 @@ def read_reward(step_scores: Sequence[float], how: RewardReading) -> float:
     if how == "mean":
         return float(math.fsum(step_scores) / len(step_scores))
     raise ValueError(f"unknown reward reading {how!r}")
+
+
+def finite_score(owner: str, name: str, value: object) -> float:
+    """``value`` as a float, for a scorer's configured score ``name``.
+
+    Raises:
+        ValueError: It is not a number (``bool`` included) or not finite, naming ``owner`` and
+            ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{owner} {name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner} {name} must be finite, got {value!r}")
+    return float(value)

@@ -33,6 +33,7 @@ from rebase_agent.claims import Claim, Verdict, find_claims, step_claims, verdic
 from rebase_agent.exceptions import ScoringError
 from rebase_agent.grounding import GroundingScorer
 from rebase_agent.protocols import Scorer, ScoreRequest
+from rebase_agent.rewards import finite_score
 
 __all__ = (
     "CHECKS",
@@ -148,14 +149,9 @@ class ArithmeticScorer:
     def __init__(
         self, *, verified: float = 1.0, unchecked: float = 0.5, false: float = 0.0
     ) -> None:
-        for name, value in (("verified", verified), ("unchecked", unchecked), ("false", false)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"ArithmeticScorer {name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"ArithmeticScorer {name} must be finite, got {value!r}")
-        self.verified = float(verified)
-        self.unchecked = float(unchecked)
-        self.false = float(false)
+        self.verified = finite_score("ArithmeticScorer", "verified", verified)
+        self.unchecked = finite_score("ArithmeticScorer", "unchecked", unchecked)
+        self.false = finite_score("ArithmeticScorer", "false", false)
 
     def __repr__(self) -> str:
         return (
