@@ -18,7 +18,8 @@ Options (``--option KEY=VALUE`` on the command line, ``options`` in a server rou
 - ``scorer``: ``judge`` (default: an LLM judge on ``scorer_model``), ``qwen_prm`` or
   ``math_shepherd_pooling`` (vLLM ``/pooling``), ``math_shepherd`` or ``rlhflow`` (logprobs), or
   ``none`` (every step 1.0: the ``--check`` alone scores); ``scorer_api`` (``chat`` or
-  ``completions``: where the judge reads its logprobs; default ``chat``), ``scorer_model``
+  ``completions``: where the judge reads its logprobs; default: where the probe finds them,
+  ``chat`` with the probe off), ``scorer_model``
   (default: ``model``), ``scorer_base_url`` (default: ``base_url``);
 - ``calculator`` (``on``/``off``): the model writes the arithmetic of a step, a calculator
   its value after each ``=`` (:class:`rebase_agent.calculator.CalculatorProvider`, with
@@ -204,6 +205,8 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
         return policy, UniformScorer()
     scorer_urls = options.get("scorer_base_url", ",".join(urls)).split(",")
     extra: dict[str, Any] = {} if scorer_api is None else {"api": scorer_api}
+    if scorer_api is None and scorer_kind == "judge" and probing:
+        extra["api"] = "auto"  # where the probe says the server returns the logprobs
     scorer = _SCORERS[scorer_kind](
         options.get("scorer_model", options["model"]), scorer_urls, api_key=api_key, **extra
     )

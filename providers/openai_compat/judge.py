@@ -11,9 +11,10 @@ thinking models, turn thinking off through ``extra_body``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from providers.openai_compat.logprob_scorers import LogprobScorer
+from providers.openai_compat.probe import cached_probe
 from rebase_agent.prm import (
     JUDGE_PROMPT,
     JUDGE_SYSTEM,
@@ -52,7 +53,7 @@ class JudgeScorer(LogprobScorer):
         model: str,
         base_url: str | Sequence[str] = "http://localhost:8001/v1",
         *,
-        api: Literal["chat", "completions"] = "chat",
+        api: Literal["chat", "completions", "auto"] = "chat",
         system_prompt: str | None = JUDGE_SYSTEM,
         user_template: str = JUDGE_USER,
         prompt_template: str = JUDGE_PROMPT,
@@ -63,11 +64,26 @@ class JudgeScorer(LogprobScorer):
         user = JudgeTemplate(user_template, name="user_template")
         completion = JudgeTemplate(prompt_template, name="prompt_template")
         super().__init__(model, base_url, **kwargs)
-        self.api = api
+        self.api = "chat" if api == "auto" else api
+        self._probe_api = api == "auto"
         self.system_prompt = system_prompt
         self.user_template, self.prompt_template = user, completion
         self.positive = tuple(positive)
         self.negative = tuple(negative)
+
+    async def prepare(self) -> None:
+        """With ``api="auto"``: probe the first endpoint (once per process, shared with the
+        provider's probe of the same server) and read logprobs where it recommends: raw
+        ``/completions`` for a base model whose server returns top logprobs there (llama-server,
+        vLLM), chat otherwise. Other values of ``api`` need no probe."""
+        if not self._probe_api:
+            return
+        self._probe_api = False
+        endpoint = self.endpoints.endpoints[0]
+        report = await cached_probe(endpoint.client, self.model, secret=self.endpoints._api_key)
+        _, api = report.scorer
+        if report.fatal is None and api in ("chat", "completions"):
+            self.api = cast(Literal["chat", "completions"], api)
 
     def prompt(self, problem: str, steps: Sequence[str]) -> str:
         """The completions prompt, ending in ``"Answer:"``."""

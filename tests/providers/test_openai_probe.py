@@ -276,3 +276,19 @@ async def test_a_mode_the_user_chose_gets_a_preset_of_its_kind_not_the_probes() 
         await p.prepare()
         assert p.report is not None and p.report.preset == "chat_steps"
         assert p.mode == "completions" and p.preset is PRESETS["few_shot_steps"]
+
+
+async def test_the_judge_reads_logprobs_where_the_probe_finds_them() -> None:
+    # A base model on llama-server: top logprobs on /completions, so the judge reads them there.
+    app = model()
+    app.flavor = Flavor(server="llama_server", stop_style="llama_server", usage="one_choice")
+    async with serve(app) as url:
+        _, judge = openai_backend(model="gemma-3-270m-base", base_url=url)
+        async with judge:
+            assert judge.api == "chat"  # not known before the probe
+            await judge.prepare()
+            assert judge.api == "completions"
+        _, fixed = openai_backend(model="gemma-3-270m-base", base_url=url, scorer_api="chat")
+        async with fixed:
+            await fixed.prepare()
+            assert fixed.api == "chat"  # what the user named wins
