@@ -20,6 +20,7 @@ from providers.openai_compat.probe import STEP_PROMPT, cached_probe, probe_serve
 from providers.openai_compat.probe_cli import probe
 from rebase_agent import ProviderError, StepRequest
 from rebase_agent.presets import PRESETS
+from tests.providers.openai_fake_models import step_writer
 from tests.providers.openai_fake_server import FakeApp, Flavor, Reply, Sample, serve
 
 pytestmark = pytest.mark.anyio
@@ -32,21 +33,7 @@ def anyio_backend() -> str:
 
 def model(prefill: bool = True) -> FakeApp:
     """A fake model that writes a step then a blank line, counts on, and says Yes."""
-
-    def continuation(prompt: str, i: int) -> tuple[str, bool]:
-        if prompt.endswith("1, 2, 3, 4, 5, 6, 7,"):
-            return (" 8, 9, 10, 11" if prefill else "1, 2, 3, 4"), False
-        if prompt.startswith("Count from 1 to 20"):
-            return "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12", False
-        if prompt.endswith("Step 2:"):
-            return " 4 + 2 = 6." + " more" * i + "\n\nThe answer is 6.", True
-        if "Step 1:" in prompt:  # a search's step: short, then the answer
-            return " 6 * 7 = 42.\n\nThe answer is 42.", True
-        return " Paris is the answer word number" + " x" * i, True
-
-    app = FakeApp(Flavor())
-    app.continuation = continuation
-    return app
+    return step_writer(prefill)
 
 
 async def test_probe_reads_a_llama_server_like_server() -> None:
