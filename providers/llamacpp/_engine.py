@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -129,6 +130,10 @@ class Engine:
         self.inbox: deque[Job] = deque()
         """Jobs submitted and not yet in the loop."""
         self._closed = False
+        self._running = threading.Lock()
+        """Held by :meth:`advance` while it decodes, and by :meth:`close` while it frees: a
+        close from another thread (an event loop torn down by a native cancellation, which
+        anyio's shielding cannot stop) waits for the decode instead of freeing under it."""
         self._loop = Run(self)
 
     @staticmethod
@@ -168,15 +173,17 @@ class Engine:
         Args:
             max_steps: Return after this many steps even if no job ended.
         """
-        steps = 0
-        while True:
-            ended = self._join()
-            if self._closed:
-                return ended + self._loop.fail_all(RuntimeError("the llama.cpp engine is closed"))
-            ended += self._loop.step()
-            steps += 1
-            if ended or not self.busy or (max_steps is not None and steps >= max_steps):
-                return ended
+        with self._running:
+            steps = 0
+            while True:
+                ended = self._join()
+                if self._closed:
+                    closed = RuntimeError("the llama.cpp engine is closed")
+                    return ended + self._loop.fail_all(closed)
+                ended += self._loop.step()
+                steps += 1
+                if ended or not self.busy or (max_steps is not None and steps >= max_steps):
+                    return ended
 
     def run(self, jobs: Iterable[Job]) -> None:
         """Submit ``jobs`` and :meth:`advance` until they are all done (synchronously)."""
@@ -258,9 +265,15 @@ class Engine:
         self.pool.clear()
 
     def close(self) -> None:
-        """Free the context and its batch; jobs still queued or in flight fail."""
-        if not self._closed:
-            self._closed = True
+        """Free the context and its batch; jobs still queued or in flight fail.
+
+        Thread-safe: an :meth:`advance` running in another thread stops at its next step (its
+        jobs fail), and the context is freed after it returns.
+        """
+        if self._closed:
+            return
+        self._closed = True  # a running advance() sees it before its next decode
+        with self._running:
             if _shared.get(self.model) is self:
                 del _shared[self.model]
             self._join()
