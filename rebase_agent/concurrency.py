@@ -4,8 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 
-__all__ = ("raising_first_error",)
+import anyio
+
+__all__ = ("holding", "raising_first_error")
+
+
+class holding:  # lower case: it reads like a function, ``async with holding(limiter):``
+    """Hold one token of ``limiter`` for the block: ``async with holding(limiter): ...``.
+
+    The same as ``async with limiter:``, without its two checkpoints when a token is free (and
+    no task waits for one, so the queue stays fair): anyio's ``acquire`` yields to the event
+    loop, in a shielded scope, even when it need not wait, and the search takes two tokens per
+    expansion. A block that awaits anything checkpoints there; when it must wait, it waits in
+    ``limiter.acquire()`` as usual. The token is released when the block exits, however it
+    exits.
+    """
+
+    __slots__ = ("limiter",)
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self.limiter = limiter
+
+    async def __aenter__(self) -> None:
+        try:
+            self.limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self.limiter.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.limiter.release()
 
 
 @contextmanager

@@ -45,7 +45,7 @@ from contextlib import contextmanager
 import anyio
 
 from rebase_agent.answers import AnswerExtractor, extract_answer, final_answer
-from rebase_agent.concurrency import raising_first_error
+from rebase_agent.concurrency import holding, raising_first_error
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
 from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
@@ -274,7 +274,7 @@ class TreeExpander:
             The children, scored, with ``status == "finished"`` where they end a solution.
         """
         request = self.step_request(node, ids)
-        async with self.provider_limiter:
+        async with holding(self.provider_limiter):
             self.usage.provider_requests += 1
             completions = await self.provider.generate(request)
         for completion in completions:  # paid for, even when the expansion then fails
@@ -324,7 +324,7 @@ class TreeExpander:
 
     async def _score(self, nodes: list[Node]) -> None:
         solutions = tuple(node.steps for node in nodes)
-        async with self.scorer_limiter:
+        async with holding(self.scorer_limiter):
             self.usage.scorer_calls += 1
             self.usage.scored_solutions += len(solutions)
             scores = await self.scorer.score(

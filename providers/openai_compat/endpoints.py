@@ -39,6 +39,7 @@ from providers.openai_compat.errors import (
 )
 from providers.openai_compat.retry import RetryPolicy, call_with_retries
 from providers.openai_compat.transport import JsonTransport
+from rebase_agent.concurrency import holding
 
 if TYPE_CHECKING:
     from providers.openai_compat.probe import Tokenizer
@@ -300,7 +301,7 @@ class EndpointPool(_ClosesOnExit):
             endpoint.in_flight += 1
             started = time.monotonic()  # again once a slot is free
             try:
-                async with limit.limiter:
+                async with holding(limit.limiter):
                     endpoint.requests += 1
                     started = time.monotonic()
                     # A bare cancel scope: anyio.fail_after's generator wrapper costs a few
