@@ -86,10 +86,9 @@ model.close()
 
 def make_model(path: Path) -> Path:
     """Write a random-weight llama of about 1B parameters and quantize it to Q4_K_M."""
-    sys.path.insert(0, str(ROOT))
     import llama_cpp
 
-    from tests.providers.llamacpp_fixtures import write_tiny_llama
+    from providers.llamacpp.testing import write_tiny_llama
 
     with tempfile.TemporaryDirectory() as tmp:
         f16 = Path(tmp) / "f16.gguf"

@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 
 import click
 
-from rebase_agent._cli_common import note_if_double
+from rebase_agent.commands import note_if_double
 from rebase_server.config import (
     ConfigError,
     ServerConfig,

@@ -113,7 +113,6 @@ class Solution(BaseModel):
 def solution_of(result: SearchResult, route: str, backend: str) -> Solution:
     """The tool's structured result for one search."""
     chosen = next((c for c in result.candidates if c.node_id == result.chosen), None)
-    usage = result.usage
     return Solution(
         answer=result.answer,
         solution=result.solution,
@@ -123,20 +122,8 @@ def solution_of(result: SearchResult, route: str, backend: str) -> Solution:
             Step(text=text, score=score)
             for text, score in zip(chosen.steps, chosen.step_scores, strict=False)
         ],
-        votes=[
-            Vote(answer=v.answer, count=v.count, weight=v.weight, best_score=v.best_score)
-            for v in result.votes
-        ],
-        usage=SolveUsage(
-            provider_requests=usage.provider_requests,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            scorer_calls=usage.scorer_calls,
-            scorer_prompt_tokens=usage.scorer_prompt_tokens,
-            scorer_completion_tokens=usage.scorer_completion_tokens,
-            total_tokens=usage.total_tokens,
-            wall_s=usage.wall_s,
-        ),
+        votes=[Vote.model_validate(v, from_attributes=True) for v in result.votes],
+        usage=SolveUsage.model_validate(result.usage, from_attributes=True),
         route=route,
         strategy=result.strategy,
         budget=result.config.budget,

@@ -13,7 +13,7 @@ from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.repack import Repack
 from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE, ChatTemplate
 from rebase_agent.exceptions import ScoringError
-from rebase_agent.prm import CachedScorer
+from rebase_agent.prm import MATH_SHEPHERD_TAG, CachedScorer, math_shepherd_segments
 from rebase_agent.prm import logit_label_probability as label_probability
 from rebase_agent.usage import record_scorer_tokens
 
@@ -85,7 +85,7 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         n_threads: int | None = None,
         judge_template: str = DEFAULT_JUDGE_TEMPLATE,
         chat: bool = False,
-        step_tag: str = " ки",
+        step_tag: str = MATH_SHEPHERD_TAG,
         positive: tuple[str, ...] | None = None,
         negative: tuple[str, ...] | None = None,
         cache_size: int = 100_000,
@@ -147,14 +147,14 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         return self.model.tokenize(text, add_bos=not (bos and text.startswith(bos)))
 
     def shepherd_tokens(self, problem: str, steps: tuple[str, ...]) -> tuple[list[int], list[int]]:
-        """Tokens of ``problem step1<tag>...`` and the position of each tag's last token."""
-        tokens = self.model.tokenize(problem + " ", add_bos=True, special=False)
-        tag = self.model.tokenize(self.step_tag, add_bos=False, special=False)
+        """Tokens of the Math-Shepherd input (:func:`rebase_agent.prm.math_shepherd_segments`,
+        as the HTTP scorers send it) and the position of each tag's last token."""
+        tokens: list[int] = []
         reads: list[int] = []
-        for step in steps:
-            tokens += self.model.tokenize(step.rstrip(), add_bos=False, special=False) + tag
-            reads.append(len(tokens) - 1)
-            tokens += self.model.tokenize("\n", add_bos=False, special=False)
+        for i, (text, read) in enumerate(math_shepherd_segments(problem, steps, self.step_tag)):
+            tokens += self.model.tokenize(text, add_bos=i == 0, special=False)
+            if read:
+                reads.append(len(tokens) - 1)
         return tokens, reads
 
     def _job(self, problem: str, steps: tuple[str, ...]) -> EvalJob:

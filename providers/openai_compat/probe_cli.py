@@ -14,7 +14,7 @@ import click
 import openai
 
 from providers.openai_compat.probe import ProbeReport, probe_server
-from rebase_agent._cli_common import option_pairs
+from rebase_agent.commands import option_pairs
 
 __all__ = ("probe",)
 

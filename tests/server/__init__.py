@@ -1,1 +1,0 @@
-"""Helpers for the tests of ``rebase_server``: real servers on real localhost ports."""
