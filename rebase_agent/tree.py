@@ -69,8 +69,8 @@ class Node:
         return tuple(reversed(path))
 
     def record(self) -> NodeRecord:
-        """This node's serialisable form (built from typed fields: no validation to repeat)."""
-        return NodeRecord.model_construct(
+        """This node's serialisable form."""
+        return NodeRecord(
             id=self.id,
             parent=None if self.parent is None else self.parent.id,
             depth=self.depth,
