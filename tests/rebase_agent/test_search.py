@@ -227,6 +227,12 @@ async def test_all_expansions_of_a_depth_are_in_flight_at_once(strategy: str) ->
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
         for depth, expected in [(0, 1), (1, 6), (2, 6)]:
+            # Not one wait_all_tasks_blocked(): a task that just finished, whose done-callback
+            # has not run yet, leaves its group's waiter looking blocked. A search that sent the
+            # depth's requests one at a time would never get here.
+            with anyio.fail_after(10):
+                while provider.in_flight_at[depth] < expected:
+                    await wait_all_tasks_blocked()
             await wait_all_tasks_blocked()
             assert provider.in_flight_at[depth] == expected
             provider.gates[depth].set()

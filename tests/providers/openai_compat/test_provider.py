@@ -176,9 +176,15 @@ async def test_cancellation_cancels_every_fanned_out_request() -> None:
     app = FakeApp(Flavor(supports_n=False))  # one choice back, at once
     async with serve(app) as url, OpenAIProvider("m", url) as provider:
         app.fail_next(Fault(200), Fault(200, delay_s=30), Fault(200, delay_s=30))
-        with anyio.move_on_after(0.3):
-            await provider.generate(StepRequest(problem="p", n=3))
-        with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(provider.generate, StepRequest(problem="p", n=3))
+            # Cancel once all three are at the server (not after a fixed time: on a loaded
+            # machine the last one may not have been sent yet, and then it cannot hang up).
+            with anyio.fail_after(10):
+                while len(app.requests) < 3:
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(10):
             await app.wait_hangups(2)
     assert len(app.requests) == 3 and app.completed == ["/v1/completions"]
 
