@@ -143,9 +143,9 @@ class CountingCache:
 
 
 async def run_eval(
-    urls: list[str], routing: str, problems: list[str], args: argparse.Namespace
+    urls: list[str], routing: str, problems: list[str], args: argparse.Namespace, no_n: bool
 ) -> dict[str, Any]:
-    supports_n = False if args.no_n else None
+    supports_n = False if no_n else None
     pool = EndpointPool(urls, routing=routing, supports_n=supports_n)  # type: ignore[arg-type]
     counters = [CountingCache(e) for e in pool.endpoints]
     preset = PRESETS["few_shot_steps"]
@@ -204,6 +204,12 @@ def main() -> None:
         help="one request per child (no n): every child's prompt is a request of its own",
     )
     parser.add_argument(
+        "--both-n",
+        action="store_true",
+        help="run every policy twice, with n and without (llama-server keeps only the first "
+        "choice's cells of an n > 1 request; the others start over next depth)",
+    )
+    parser.add_argument(
         "--routing", default="least_loaded,cache_aware", help="policies, in the order run"
     )
     parser.add_argument("server_args", nargs="*", help="more llama-server arguments, after --")
@@ -219,20 +225,22 @@ def main() -> None:
     print(
         f"{args.replicas} llama-server replicas (-t 1, -np {args.slots}, -c {args.ctx}), "
         f"Gemma 3 270M, {len(problems)} problems of {args.data.name} at once, REBASE budget "
-        f"{args.budget}, depth {args.depth}, hash PRM, {'no n' if args.no_n else 'n'}; "
+        f"{args.budget}, depth {args.depth}, hash PRM; "
         f"load {one:.2f} (1 min) {five:.2f} (5 min)"
     )
     print(
-        "| routing | requests per replica | prompt tokens sent | evaluated (server metrics) "
+        "| routing | n | requests per replica | prompt tokens sent | evaluated (server metrics) "
         "| cached (answers' timings) | evaluated / sent | generated | escapes | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for routing in args.routing.split(","):
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    modes = [False, True] if args.both_n else [args.no_n]
+    for routing, no_n in [(r, m) for r in args.routing.split(",") for m in modes]:
         with servers(args, model) as urls:
-            got = anyio.run(run_eval, urls, routing, problems, args)
+            got = anyio.run(run_eval, urls, routing, problems, args, no_n)
         evaluated = sum(got["evaluated"])
         print(
-            f"| {routing} | {'/'.join(map(str, got['requests']))} | {got['sent']} | "
+            f"| {routing} | {'1 per request' if no_n else 'n'} | "
+            f"{'/'.join(map(str, got['requests']))} | {got['sent']} | "
             f"{evaluated:.0f} ({'/'.join(f'{e:.0f}' for e in got['evaluated'])}) | "
             f"{got['cached_reported']} | {evaluated / max(1, got['sent']):.1%} | "
             f"{got['generated']:.0f} | {got['escapes']} | {got['wall_s']:.1f} |",

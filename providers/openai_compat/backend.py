@@ -29,6 +29,10 @@ Options (``--option KEY=VALUE`` on the command line, ``options`` in a server rou
   which the llama backend also runs with the calculator; off for any other prompt. It needs a
   mode that continues a step in place (``completions``, ``chat_prefill``, ``ollama_raw``);
   ``on`` with ``chat_next_step`` is refused;
+- ``supports_n`` (``auto``, the default, ``on`` or ``off``): send a node's ``n`` children as
+  one request (``on``), one request per child (``off``), or decide per server (``auto``: the
+  probe's finding, and one request per child on llama-server, whose scheduler runs a request
+  for ``n`` choices only when ``n`` slots are free at once);
 - ``api_key_env``: the environment variable that holds the API key (default
   ``OPENAI_API_KEY``). Keys are never taken as option values, which end up in shell history
   and process lists.
@@ -143,6 +147,7 @@ _KNOWN = {
     "template",
     "scorer_api",
     "calculator",
+    "supports_n",
 }
 
 
@@ -186,6 +191,11 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
             "calculator=on continues a step in place; mode chat_next_step ends each step as a "
             "turn: use mode=completions or chat_prefill, or calculator=off"
         )
+    supports_n = options.get("supports_n", "auto")
+    try:
+        send_n = None if supports_n.strip().lower() == "auto" else parse_flag("", supports_n)
+    except ValueError:
+        raise ValueError(f"supports_n must be auto, on or off, got {supports_n!r}") from None
     key_env = options.get("api_key_env", "OPENAI_API_KEY")
     api_key = os.environ.get(key_env)
     urls = options.get("base_url", "http://localhost:8000/v1").split(",")
@@ -199,6 +209,7 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
         api_key=api_key,
         preset=preset,
         probe=probing,
+        supports_n=send_n,
     )
     policy = _with_calculator(provider, calculator, probing=probing, mode=mode)
     if scorer_kind == "none":

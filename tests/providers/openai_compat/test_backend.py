@@ -41,9 +41,27 @@ def test_options_build_provider_and_scorer(monkeypatch: pytest.MonkeyPatch) -> N
         ({"model": "m", "server": "tgi"}, "server must be one of"),
         ({"model": "m", "scorer": "orm"}, "scorer must be one of"),
         ({"model": "m", "api_key": "sk-1"}, "unknown openai backend options ['api_key']"),
+        ({"model": "m", "supports_n": "maybe"}, "supports_n must be auto, on or off, got 'maybe'"),
     ],
 )
 def test_bad_options_are_named(options: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError) as info:
         openai_backend(**options)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("server", "supports_n", "sent"),
+    [
+        ("llama_server", "auto", False),  # a request for n waits for n free slots there
+        ("llama_server", "on", True),
+        ("vllm", "auto", None),  # detected at the first request
+        ("vllm", "off", False),
+    ],
+)
+def test_supports_n_is_decided_per_server_unless_given(
+    server: str, supports_n: str, sent: bool | None
+) -> None:
+    provider, _ = openai_backend(model="m", server=server, probe="off", supports_n=supports_n)
+    assert isinstance(provider, OpenAIProvider)
+    assert [e.supports_n for e in provider.endpoints.endpoints] == [sent]

@@ -147,7 +147,11 @@ def different_lengths(prompt: str, i: int) -> Sample:
 async def test_llama_server_usage_is_counted_per_choice_not_split() -> None:
     app = FakeApp(Flavor(server="llama_server", stop_style="llama_server", usage="one_choice"))
     app.script = different_lengths
-    async with serve(app) as url, OpenAIProvider("m", url, server="llama_server") as provider:
+    # n sent (supports_n=True): on llama-server the default is one request per choice.
+    async with (
+        serve(app) as url,
+        OpenAIProvider("m", url, server="llama_server", supports_n=True) as provider,
+    ):
         got = await provider.generate(StepRequest(problem="p", n=3))
     # What the server generated, choice by choice (the fake counts words as tokens).
     assert [c.completion_tokens for c in got] == [2, 8, 1]
@@ -172,7 +176,10 @@ async def test_a_probed_server_that_counts_one_choice_is_counted_per_choice() ->
 async def test_without_a_tokenizer_the_per_choice_count_is_estimated_from_lengths() -> None:
     app = FakeApp(Flavor(stop_style="none", usage="one_choice"))
     app.script = different_lengths
-    async with serve(app) as url, OpenAIProvider("m", url, server="llama_server") as provider:
+    async with (
+        serve(app) as url,
+        OpenAIProvider("m", url, server="llama_server", supports_n=True) as provider,
+    ):
         got = await provider.generate(StepRequest(problem="p", n=3))
         endpoint = provider.endpoints.endpoints[0]
         assert endpoint.tokenizer_failed  # no /tokenize on this server: estimated from now on
@@ -211,7 +218,8 @@ async def test_the_probe_picks_the_few_shot_preset_for_a_base_model_once() -> No
     assert sent["prompt"].endswith("Question: What is 6 * 7?\nAnswer:\n\nStep 1:")
     assert sent["top_k"] == 40
     generation = [r for r in app.requests[probes:] if r.path == "/v1/completions"]
-    assert len(generation) == 1
+    # llama-server: one request per choice (n choices would wait for n free slots at once).
+    assert len(generation) == 2 and all(r.body.get("n", 1) == 1 for r in generation)
 
 
 async def test_a_fatal_probe_fails_the_first_request_with_its_reason() -> None:

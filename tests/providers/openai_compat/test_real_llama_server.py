@@ -5,12 +5,17 @@ benchmarks/build_llama_tools.sh`` builds it; ``REBASE_AGENT_LLAMA_SERVER`` names
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
 import openai
 import pytest
 
+from providers.openai_compat import OpenAIProvider
 from providers.openai_compat.backend import openai_backend
 from providers.openai_compat.probe import probe_server
-from rebase_agent import RebaseConfig, RebaseSearch
+from rebase_agent import RebaseConfig, RebaseSearch, StepRequest
 from rebase_agent.backends import aclose, prepare
 from rebase_agent.calculator import calculating
 from rebase_agent.presets import PRESETS
@@ -48,3 +53,47 @@ async def test_a_solve_with_the_probes_choices_finishes_and_states_answers(
     # The judge reads /completions logprobs: its scores are not all the 0.5 of a failed read.
     scores = {s for c in result.candidates for s in c.step_scores}
     assert len(scores) > 1, scores
+
+
+@pytest.fixture
+def four_slot_llama_server(tiny_gguf: Any) -> Iterator[str]:
+    """llama-server with four slots on the tiny random model (fast: only scheduling matters)."""
+    from tests.conftest import _serve, llama_server_binary
+
+    binary = llama_server_binary()
+    if binary is None:
+        pytest.skip("no llama-server (bash benchmarks/build_llama_tools.sh builds it)")
+    command = [str(binary), "-m", str(tiny_gguf), "--host", "127.0.0.1", "--port", "0"]
+    command += ["-np", "4", "-c", "8192", "-t", "1", "-tb", "1", "--no-webui"]
+    yield from _serve(command, r"listening on http://127\.0\.0\.1:(\d+)", "llama-server")
+
+
+async def test_choices_are_served_while_other_clients_keep_slots_busy(
+    four_slot_llama_server: str,
+) -> None:
+    """llama-server runs a request for n choices only when n slots are free at once: beside
+    three clients that keep three of four slots busy, one request for four choices waited
+    (not served in 20 s, while they were served 217 times). The provider sends one request
+    per choice there, so the four choices come back as slots free up."""
+    url = four_slot_llama_server
+    stop = anyio.Event()
+
+    async def busy_client(client: openai.AsyncOpenAI, i: int) -> None:
+        while not stop.is_set():
+            await client.completions.create(
+                model="m", prompt=f"the answer {i}", max_tokens=300, extra_body={"ignore_eos": True}
+            )
+
+    async with (
+        openai.AsyncOpenAI(base_url=url, api_key="x", timeout=60) as client,
+        OpenAIProvider("m", url, server="llama_server") as provider,
+        anyio.create_task_group() as tg,
+    ):
+        for i in range(3):
+            tg.start_soon(busy_client, client, i)
+        await anyio.sleep(0.5)
+        with anyio.fail_after(20):
+            got = await provider.generate(StepRequest(problem="Question: 7", n=4, max_tokens=20))
+        stop.set()
+    assert len(got) == 4
+    assert provider.endpoints.endpoints[0].supports_n is False
