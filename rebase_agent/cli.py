@@ -23,12 +23,12 @@ import anyio
 import click
 from pydantic import ValidationError
 
-from rebase_agent.commands import backend_factory as _backend
-from rebase_agent.commands import note_if_double as _note_if_double
-from rebase_agent.commands import option_pairs as _parse_options
 from rebase_agent.answers import extract_answer
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, search_defaults
 from rebase_agent.calculator import calculating
+from rebase_agent.commands import backend_factory as _backend
+from rebase_agent.commands import note_if_double as _note_if_double
+from rebase_agent.commands import option_pairs as _parse_options
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, SearchFailed, SearchTimeout
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest

@@ -20,10 +20,10 @@ import anyio
 import click
 from pydantic import ValidationError
 
+from rebase_agent.backends import DEFAULT_BACKEND, aclose, prepare, search_defaults
 from rebase_agent.commands import backend_factory as _backend
 from rebase_agent.commands import note_if_double as _note_if_double
 from rebase_agent.commands import option_pairs as _parse_options
-from rebase_agent.backends import DEFAULT_BACKEND, aclose, prepare, search_defaults
 from rebase_agent.config import StrategyName
 from rebase_agent.evaluation.arithmetic import ArithmeticVerifier
 from rebase_agent.evaluation.datasets import DatasetError, load_dataset

@@ -30,9 +30,9 @@ Options (``--option KEY=VALUE`` on the command line, ``options`` in a server rou
   mode that continues a step in place (``completions``, ``chat_prefill``, ``ollama_raw``);
   ``on`` with ``chat_next_step`` is refused;
 - ``supports_n`` (``auto``, the default, ``on`` or ``off``): send a node's ``n`` children as
-  one request (``on``), one request per child (``off``), or decide per server (``auto``: the
-  probe's finding, and one request per child on llama-server, whose scheduler runs a request
-  for ``n`` choices only when ``n`` slots are free at once);
+  one request (``on``), one request per child (``off``), or as the probe (or the first
+  request) finds the server (``auto``). On llama-server ``off`` avoids its wait for ``n`` free
+  slots at once, at the price of evaluating every child's prompt in its own slot;
 - ``api_key_env``: the environment variable that holds the API key (default
   ``OPENAI_API_KEY``). Keys are never taken as option values, which end up in shell history
   and process lists.

@@ -84,11 +84,11 @@ class OpenAIProvider(UsesEndpoints):
         retry: Retry policy for 429, 5xx, timeouts and connection errors.
         supports_n: Whether to send ``n`` to the servers: ``None`` detects it once per
             endpoint (a 400 naming ``n``, or fewer choices than asked) and falls back to ``n``
-            concurrent requests. On llama-server (``server="llama_server"``, given or probed)
-            ``None`` means one request per choice: there a request for ``n`` choices waits
-            until ``n`` slots are free at once, and while smaller requests keep arriving it may
-            wait forever (measured: ``n=4`` on ``-np 4`` beside three busy clients was not
-            served in 20 s; one request per choice, 0.2 s).
+            concurrent requests. ``False`` sends one request per choice. On llama-server that is
+            a trade: a request for ``n`` choices waits until ``n`` slots are free at once (it
+            can starve beside a stream of smaller requests), while one request per choice
+            evaluates each choice's prompt in its own slot (an eval over llama-server here
+            finished fewer searches that way; see the README).
         final_pattern: Regex that marks a finished solution when the server cannot tell a
             delimiter stop from end of output; ``None`` treats such stops as steps.
         extra_body: More top-level request fields (e.g. ``{"top_k": 20}`` or
@@ -181,8 +181,6 @@ class OpenAIProvider(UsesEndpoints):
         if mode == "ollama_raw":
             for endpoint in self.endpoints.endpoints:
                 endpoint.supports_n, endpoint.n_explicit = False, True
-        if self.server == "llama_server":
-            self._one_request_per_choice()
         self._prefixes: OrderedDict[str, str] = OrderedDict()
         self._builder = self._make_builder()
         if preset is not None:
@@ -264,8 +262,6 @@ class OpenAIProvider(UsesEndpoints):
             self.report = report
             if self._auto["server"]:
                 self.server = cast(Server, report.server)
-            if self.server == "llama_server":
-                self._one_request_per_choice()
             if self._auto["mode"]:
                 self.mode = cast(Mode, report.mode)
                 if self.mode == "ollama_raw":
@@ -277,21 +273,6 @@ class OpenAIProvider(UsesEndpoints):
             if self._auto["preset"]:
                 self.use_preset(PRESETS[_preset_for(self.mode, report.preset)])
             self._prepared = True
-
-    def _one_request_per_choice(self) -> None:
-        """llama-server: send each choice as a request of its own, unless ``supports_n`` was
-        given. It schedules a request for ``n`` choices only when ``n`` slots are free at once
-        (``n_cmpl`` child tasks; deferred otherwise), so beside a stream of smaller requests it
-        starves; and it drops the cells of every choice but the first when they finish, so the
-        next depth cannot reuse them. One request per choice keeps each choice in its slot."""
-        for endpoint in self.endpoints.endpoints:
-            if not endpoint.n_explicit and endpoint.supports_n is not False:
-                endpoint.supports_n = False
-                logger.info(
-                    "%s: llama-server: one request per choice (a request for n choices waits "
-                    "for n free slots at once); supports_n=True sends n",
-                    endpoint.base_url,
-                )
 
     def __repr__(self) -> str:
         return f"OpenAIProvider({self.model!r}, mode={self.mode!r}, {self.endpoints!r})"

@@ -53,7 +53,8 @@ def test_bad_options_are_named(options: dict[str, str], message: str) -> None:
 @pytest.mark.parametrize(
     ("server", "supports_n", "sent"),
     [
-        ("llama_server", "auto", False),  # a request for n waits for n free slots there
+        ("llama_server", "auto", None),  # detected at the first request (or probed)
+        ("llama_server", "off", False),
         ("llama_server", "on", True),
         ("vllm", "auto", None),  # detected at the first request
         ("vllm", "off", False),

@@ -218,8 +218,7 @@ async def test_the_probe_picks_the_few_shot_preset_for_a_base_model_once() -> No
     assert sent["prompt"].endswith("Question: What is 6 * 7?\nAnswer:\n\nStep 1:")
     assert sent["top_k"] == 40
     generation = [r for r in app.requests[probes:] if r.path == "/v1/completions"]
-    # llama-server: one request per choice (n choices would wait for n free slots at once).
-    assert len(generation) == 2 and all(r.body.get("n", 1) == 1 for r in generation)
+    assert len(generation) == 1
 
 
 async def test_a_fatal_probe_fails_the_first_request_with_its_reason() -> None:

@@ -68,13 +68,13 @@ def four_slot_llama_server(tiny_gguf: Any) -> Iterator[str]:
     yield from _serve(command, r"listening on http://127\.0\.0\.1:(\d+)", "llama-server")
 
 
-async def test_choices_are_served_while_other_clients_keep_slots_busy(
+async def test_one_request_per_choice_is_served_while_other_clients_keep_slots_busy(
     four_slot_llama_server: str,
 ) -> None:
     """llama-server runs a request for n choices only when n slots are free at once: beside
     three clients that keep three of four slots busy, one request for four choices waited
-    (not served in 20 s, while they were served 217 times). The provider sends one request
-    per choice there, so the four choices come back as slots free up."""
+    (not served in 20 s, while they were served 217 times). With ``supports_n=False`` the
+    provider sends one request per choice, and the four come back as slots free up."""
     url = four_slot_llama_server
     stop = anyio.Event()
 
@@ -86,7 +86,7 @@ async def test_choices_are_served_while_other_clients_keep_slots_busy(
 
     async with (
         openai.AsyncOpenAI(base_url=url, api_key="x", timeout=60) as client,
-        OpenAIProvider("m", url, server="llama_server") as provider,
+        OpenAIProvider("m", url, server="llama_server", supports_n=False) as provider,
         anyio.create_task_group() as tg,
     ):
         for i in range(3):
