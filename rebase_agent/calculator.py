@@ -203,76 +203,95 @@ class CalculatorProvider:
     async def _finish(
         self, request: StepRequest, index: int, completion: StepCompletion
     ) -> StepCompletion:
-        text = completion.text
-        prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
-        finish_reason = completion.finish_reason
+        step = _Rewrite(completion)
         calls = 0
         while self._at_trigger(request, completion):
             calls += 1
-            solution = "".join(request.steps) + text
-            value = open_value(solution)
+            value = open_value("".join(request.steps) + step.text)
             if value is not None:
-                text += " " + format_value(value, decimals=self.decimals)
-            left = request.max_tokens - completion_tokens
+                step.text += " " + format_value(value, decimals=self.decimals)
+            left = request.max_tokens - step.completion_tokens
             if left <= 0:
-                finish_reason = "length"
+                step.finish_reason = "length"
                 break
             stop = request.stop if calls >= self.max_calls else (*request.stop, TRIGGER)
-            follow = _follow(request, text, index, calls, max_tokens=left, stop=stop)
-            (completion,) = await self.provider.generate(follow)
-            text += completion.text
-            prompt_tokens += completion.prompt_tokens
-            completion_tokens += completion.completion_tokens
-            finish_reason = completion.finish_reason
-        return StepCompletion(
-            text=text,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
+            completion = await self._continue(request, index, calls, step, left, stop)
+        return step.completion()
 
     async def _correct(
         self, request: StepRequest, index: int, completion: StepCompletion
     ) -> StepCompletion:
         """``completion`` rewritten from each wrong value on (``method="correct"``)."""
         before = "".join(request.steps)
-        text = completion.text
-        prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
-        finish_reason = completion.finish_reason
+        step = _Rewrite(completion)
         # Tokens of the step's own text (estimated by length where a cut drops a tail); the
         # step's limit applies to these, while completion_tokens counts all that was generated.
         step_tokens = completion.completion_tokens
         start, calls = 0, 0
         while calls < self.max_calls:
-            found = _first_wrong(before, text, start)
+            found = _first_wrong(before, step.text, start)
             if found is None:
                 break
             cut, value = found
-            if text:
-                step_tokens = round(step_tokens * cut / len(text))
+            if step.text:
+                step_tokens = round(step_tokens * cut / len(step.text))
             calls += 1
-            text = text[:cut] + " " + format_value(value, decimals=self.decimals)
-            start = len(text)
+            step.text = step.text[:cut] + " " + format_value(value, decimals=self.decimals)
+            start = len(step.text)
             left = request.max_tokens - step_tokens
             if left <= 0:
-                finish_reason = "length"
+                step.finish_reason = "length"
                 break
-            follow = _follow(request, text, index, calls, max_tokens=left, stop=request.stop)
-            (completion,) = await self.provider.generate(follow)
-            text += completion.text
-            prompt_tokens += completion.prompt_tokens
-            completion_tokens += completion.completion_tokens
+            completion = await self._continue(request, index, calls, step, left, request.stop)
             step_tokens += completion.completion_tokens
-            finish_reason = completion.finish_reason
-        return StepCompletion(
-            text=text,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
+        return step.completion()
+
+    async def _continue(
+        self,
+        request: StepRequest,
+        index: int,
+        calls: int,
+        step: _Rewrite,
+        max_tokens: int,
+        stop: tuple[str, ...],
+    ) -> StepCompletion:
+        """Let the model go on after ``step``'s text (one more request), add what it wrote to
+        ``step`` and return it."""
+        follow = _follow(request, step.text, index, calls, max_tokens=max_tokens, stop=stop)
+        (completion,) = await self.provider.generate(follow)
+        step.add(completion)
+        return completion
 
     def __repr__(self) -> str:
         return f"CalculatorProvider({self.provider!r})"
+
+
+class _Rewrite:
+    """A step the calculator is rewriting: its text so far, the reason its last piece ended, and
+    the tokens every request for it cost."""
+
+    __slots__ = ("completion_tokens", "finish_reason", "prompt_tokens", "text")
+
+    def __init__(self, completion: StepCompletion) -> None:
+        self.text = completion.text
+        self.finish_reason = completion.finish_reason
+        self.prompt_tokens = completion.prompt_tokens
+        self.completion_tokens = completion.completion_tokens
+
+    def add(self, completion: StepCompletion) -> None:
+        """Append a continuation the model wrote, and count what it cost."""
+        self.text += completion.text
+        self.finish_reason = completion.finish_reason
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+
+    def completion(self) -> StepCompletion:
+        return StepCompletion(
+            text=self.text,
+            finish_reason=self.finish_reason,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
 
 
 def _first_wrong(before: str, text: str, start: int) -> tuple[int, Fraction] | None:
