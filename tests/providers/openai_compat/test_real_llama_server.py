@@ -5,9 +5,6 @@ benchmarks/build_llama_tools.sh`` builds it; ``REBASE_AGENT_LLAMA_SERVER`` names
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import anyio
 import openai
 import pytest
@@ -53,19 +50,6 @@ async def test_a_solve_with_the_probes_choices_finishes_and_states_answers(
     # The judge reads /completions logprobs: its scores are not all the 0.5 of a failed read.
     scores = {s for c in result.candidates for s in c.step_scores}
     assert len(scores) > 1, scores
-
-
-@pytest.fixture
-def four_slot_llama_server(tiny_gguf: Any) -> Iterator[str]:
-    """llama-server with four slots on the tiny random model (fast: only scheduling matters)."""
-    from tests.conftest import _serve, llama_server_binary
-
-    binary = llama_server_binary()
-    if binary is None:
-        pytest.skip("no llama-server (bash benchmarks/build_llama_tools.sh builds it)")
-    command = [str(binary), "-m", str(tiny_gguf), "--host", "127.0.0.1", "--port", "0"]
-    command += ["-np", "4", "-c", "8192", "-t", "1", "-tb", "1", "--no-webui"]
-    yield from _serve(command, r"listening on http://127\.0\.0\.1:(\d+)", "llama-server")
 
 
 async def test_one_request_per_choice_is_served_while_other_clients_keep_slots_busy(
