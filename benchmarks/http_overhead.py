@@ -38,7 +38,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -61,6 +61,7 @@ from rebase_agent import (
     StepCompletion,
     StepRequest,
 )
+from rebase_agent.commands import frozen_startup_heap
 
 SERVER = Path(__file__).resolve().parent / "fake_openai_server.py"
 BUDGET = 64
@@ -403,16 +404,28 @@ def main() -> None:
         action="store_true",
         help="also run the provider over the openai client, and the search without HTTP",
     )
+    parser.add_argument(
+        "--heap",
+        choices=("frozen", "collected"),
+        default="frozen",
+        help="frozen: the startup heap kept out of full collections, as the rebase-agent "
+        "commands run (rebase_agent.commands.frozen_startup_heap); collected: a program that "
+        "does not",
+    )
     parser.add_argument("--problems", type=int, default=16, help="routing: problems at once")
     parser.add_argument("--words", type=int, default=400, help="routing: prompt words")
     parser.add_argument("--per-token-ms", type=float, default=0.2, help="routing: prefill cost")
     parser.add_argument("--cache-blocks", type=int, default=100_000, help="routing: per replica")
     parser.add_argument("--step-words", type=int, default=40, help="routing: words per step")
     args = parser.parse_args()
-    if args.routing:
-        routing(args.problems, args.words, args.per_token_ms, args.cache_blocks, args.step_words)
-    else:
-        table([int(k) for k in args.only.split(",")], args.compare)
+    print(f"heap: {args.heap}")
+    with frozen_startup_heap() if args.heap == "frozen" else nullcontext():
+        if args.routing:
+            routing(
+                args.problems, args.words, args.per_token_ms, args.cache_blocks, args.step_words
+            )
+        else:
+            table([int(k) for k in args.only.split(",")], args.compare)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, prepare, search_defaults
 from rebase_agent.commands import backend_factory as _backend
+from rebase_agent.commands import frozen_startup_heap
 from rebase_agent.commands import note_if_double as _note_if_double
 from rebase_agent.commands import option_pairs as _parse_options
 from rebase_agent.config import StrategyName
@@ -242,7 +243,8 @@ def eval_command(
                 await aclose(provider, scorer)
 
     try:
-        summary = anyio.run(probe_then_run)
+        with frozen_startup_heap():
+            summary = anyio.run(probe_then_run)
     except ResultsError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

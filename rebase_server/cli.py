@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 
 import click
 
-from rebase_agent.commands import note_if_double
+from rebase_agent.commands import frozen_startup_heap, note_if_double
 from rebase_server.config import (
     ConfigError,
     ServerConfig,
@@ -116,7 +116,9 @@ def serve(config_path: str | None, host: str | None, port: int | None, insecure:
         await server.serve()
         return server.started
 
-    if not anyio.run(run):
+    with frozen_startup_heap():
+        started = anyio.run(run)
+    if not started:
         sys.exit(3)  # uvicorn.run's exit status when the server did not start
 
 
@@ -173,6 +175,7 @@ def mcp(
             await server.aclose()
 
     try:
-        anyio.run(run)
+        with frozen_startup_heap():
+            anyio.run(run)
     except ConfigError as exc:  # the probe found a route's server unusable
         raise click.ClickException(f"{exc}; not serving") from None
