@@ -487,7 +487,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--n-ctx", type=int, default=16384)
     parser.add_argument(
-        "--n-seq-max", type=int, default=64, help="the provider's sequences (cached prefixes too)"
+        "--n-seq-max", type=int, default=128, help="the provider's sequences (cached prefixes too)"
     )
     parser.add_argument("--top-k", type=int, default=40, help="the provider's cheaper sampling")
     parser.add_argument("--llama-server", default=None, help="llama-server binary")

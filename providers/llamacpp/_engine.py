@@ -74,7 +74,7 @@ class Engine:
         model: LlamaModel,
         *,
         n_ctx: int = 8192,
-        n_seq_max: int = 32,
+        n_seq_max: int = 128,
         n_batch: int = 512,
         n_threads: int | None = None,
         prefix_cache: bool = True,

@@ -7,7 +7,7 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 - ``model``: GGUF path of the policy (default: the bundled Gemma 3 270M);
 - ``scorer``: ``judge`` (default, LLM-as-judge P(Yes)) or ``math_shepherd`` (P(+) at step tags);
   ``scorer_model``: GGUF path of the PRM (default: the policy's, sharing its loaded weights);
-- ``n_ctx`` (8192), ``scorer_n_ctx`` (4096), ``n_seq_max`` (32), ``n_threads``;
+- ``n_ctx`` (8192), ``scorer_n_ctx`` (4096), ``n_seq_max`` (128), ``n_threads``;
 - ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
   laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
 - ``template``: a format string with ``{problem}`` and optionally a trailing ``{solution}``

@@ -56,7 +56,7 @@ def local_models(
     scorer_mode: Literal["judge", "math_shepherd"] = "judge",
     n_ctx: int = 8192,
     scorer_n_ctx: int = 4096,
-    n_seq_max: int = 32,
+    n_seq_max: int = 128,
     n_gpu_layers: int = -1,
     scorer_n_gpu_layers: int | None = None,
     n_threads: int | None = None,
@@ -132,7 +132,7 @@ def local_models(
 def default_models(
     *,
     n_ctx: int = 8192,
-    n_seq_max: int = 32,
+    n_seq_max: int = 128,
     scorer_n_ctx: int = 4096,
     n_gpu_layers: int = -1,
     n_threads: int | None = None,

@@ -80,7 +80,7 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         mode: Literal["judge", "math_shepherd"] = "judge",
         n_gpu_layers: int = -1,
         n_ctx: int = 8192,
-        n_seq_max: int = 32,
+        n_seq_max: int = 128,
         n_batch: int = 512,
         n_threads: int | None = None,
         judge_template: str = DEFAULT_JUDGE_TEMPLATE,
