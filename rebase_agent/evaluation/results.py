@@ -8,6 +8,7 @@ row.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 from collections.abc import Iterable
@@ -140,17 +141,23 @@ def _parse_lines(path: Path, text: str) -> tuple[list[EvalRow], int]:
 
 
 def read_rows(paths: Iterable[str | Path]) -> list[EvalRow]:
-    """Every row of the results files, in order; a partial last line is ignored.
+    """Every row of the results files, in order; a partial last line is ignored. A file whose
+    name ends in ``.gz`` is read through gzip (results kept compressed, e.g. in a repository).
 
     Raises:
-        ResultsError: A file cannot be read, or a line other than the last is not a row.
+        ResultsError: A file cannot be read (or decompressed), or a line other than the last
+            is not a row.
     """
     rows: list[EvalRow] = []
     for path in map(Path, paths):
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ResultsError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            if path.suffix == ".gz":
+                text = gzip.decompress(path.read_bytes()).decode("utf-8")
+            else:
+                text = path.read_text(encoding="utf-8")
+        except (OSError, EOFError) as exc:  # EOFError: a truncated gzip stream
+            reason = getattr(exc, "strerror", None) or exc
+            raise ResultsError(f"{path}: cannot read: {reason}") from exc
         rows.extend(_parse_lines(path, text)[0])
     return rows
 

@@ -85,6 +85,17 @@ class EvalSettings(BaseModel):
     keep_trees: bool = True
     """Store every search tree (needed by ``rebase-agent show``)."""
 
+    @field_validator("output")
+    @classmethod
+    def _appendable(cls, value: Path) -> Path:
+        if value.suffix == ".gz":
+            raise ValueError(
+                f"{str(value)!r}: results are appended a row at a time, which a gzip file cannot "
+                "take; write .jsonl and compress it when the run is done (report and show read "
+                ".jsonl.gz)"
+            )
+        return value
+
     @field_validator("budgets")
     @classmethod
     def _budgets(cls, value: list[int]) -> list[int]:

@@ -269,3 +269,33 @@ def test_rows_written_before_the_double_field_still_load(tmp_path: Path) -> None
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps(old) + "\n")
     assert [r.double for r in read_rows([path])] == [False]
+
+
+def test_report_reads_compressed_results_and_eval_refuses_to_append_to_them(
+    cli: click.Group, gsm8k_path: Path, tmp_path: Path
+) -> None:
+    import gzip
+
+    out = tmp_path / "g.jsonl"
+    base = ["eval", str(gsm8k_path), "--limit", "2", "--budgets", "1,2", "--backend", "scripted"]
+    ran = CliRunner().invoke(cli, [*base, "-o", str(out), "--no-progress"])
+    assert ran.exit_code == 0, ran.output
+    packed = tmp_path / "g.jsonl.gz"
+    packed.write_bytes(gzip.compress(out.read_bytes()))
+    plain = CliRunner().invoke(cli, ["report", str(out), "--json", str(tmp_path / "a.json")])
+    zipped = CliRunner().invoke(cli, ["report", str(packed), "--json", str(tmp_path / "b.json")])
+    assert plain.exit_code == 0 and zipped.exit_code == 0, zipped.output
+    assert (
+        json.loads((tmp_path / "a.json").read_text())["cells"]
+        == json.loads((tmp_path / "b.json").read_text())["cells"]
+    )
+    assert [r.key for r in read_rows([packed])] == [r.key for r in read_rows([out])]
+
+    refused = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "new.jsonl.gz")])
+    assert refused.exit_code == 2, refused.output
+    assert "new.jsonl.gz" in refused.output and "cannot take" in refused.output
+    assert not (tmp_path / "new.jsonl.gz").exists()
+
+    (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip")
+    bad = CliRunner().invoke(cli, ["report", str(tmp_path / "bad.jsonl.gz")])
+    assert bad.exit_code != 0 and "bad.jsonl.gz: cannot read" in bad.output
