@@ -436,14 +436,12 @@ def run_contender(
         from providers.openai_compat import JudgeScorer
 
         before = server.prompt_tokens_total()
-        # The eval sends one request per parent and child (its n choices run in as many
-        # slots): with ``n`` per parent, parents waiting for free slots for their children
-        # next to the judge's requests stalled llama-server's scheduler (requests timed out
-        # after 300 s), so the eval sends ``n`` requests instead.
-        policy = server_provider(server, shape.policy, n=workload == "tree")
-        # The chat API: llama-server's /v1/completions returns logprobs in the chat layout,
-        # which the completions judge does not read.
-        judge = JudgeScorer("gemma", server.base_url, api="chat")
+        # ``n`` per parent, as the provider sends it by default: one request per choice makes
+        # every choice evaluate its prompt in a slot of its own, which measured slower than
+        # llama-server's wait for n free slots at once (see the README's llama-server notes).
+        policy = server_provider(server, shape.policy, n=True)
+        # The judge reads llama-server's /completions logprobs (api="auto" probes the layout).
+        judge = JudgeScorer("gemma", server.base_url, api="auto")
 
         async def both() -> tuple[Recorder, float, int]:
             try:
