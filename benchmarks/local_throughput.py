@@ -72,6 +72,7 @@ import anyio.to_thread
 from providers.llamacpp import LlamaCppProvider, LlamaCppScorer, LlamaModel, default_model_path
 from providers.llamacpp.repack import load_llama
 from rebase_agent import RebaseConfig, ScoreRequest, StepCompletion, StepRequest, solve
+from rebase_agent.backends import prepare
 from rebase_agent.evaluation.arithmetic import FEW_SHOT_TEMPLATE, generate_chains
 
 PROBLEM = "A farmer has 17 sheep. All but 9 run away. How many sheep does the farmer have left?"
@@ -238,7 +239,9 @@ class LlamaServer:
             self.proc.stderr.close()
 
 
-def server_provider(server: LlamaServer, local: LlamaCppProvider, *, n: bool) -> Any:
+def server_provider(
+    server: LlamaServer, local: LlamaCppProvider, *, n: bool, timeout_s: float = 300.0
+) -> Any:
     """The project's OpenAI provider on ``server``, prompting exactly as ``local`` does; ``n``:
     one request with ``n`` per parent, else ``n`` requests."""
     from providers.openai_compat import OpenAIProvider
@@ -252,6 +255,7 @@ def server_provider(server: LlamaServer, local: LlamaCppProvider, *, n: bool) ->
         template=FormatTemplate(getattr(local.template, "source", "{problem}\n\n")),
         supports_n=n,
         extra_body={"top_k": 0, "min_p": 0.0},
+        timeout_s=timeout_s,
     )
 
 
@@ -435,16 +439,18 @@ def run_contender(
         assert server is not None
         from providers.openai_compat import JudgeScorer
 
-        before = server.prompt_tokens_total()
         # ``n`` per parent, as the provider sends it by default: one request per choice makes
         # every choice evaluate its prompt in a slot of its own, which measured slower than
         # llama-server's wait for n free slots at once (see the README's llama-server notes).
-        policy = server_provider(server, shape.policy, n=True)
+        policy = server_provider(server, shape.policy, n=True, timeout_s=args.server_timeout)
         # The judge reads llama-server's /completions logprobs (api="auto" probes the layout).
-        judge = JudgeScorer("gemma", server.base_url, api="auto")
+        judge = JudgeScorer("gemma", server.base_url, api="auto", timeout_s=args.server_timeout)
+        counted: list[int] = []
 
         async def both() -> tuple[Recorder, float, int]:
             try:
+                await prepare(policy, judge)  # the probe, as every command runs it
+                counted.append(await anyio.to_thread.run_sync(server.prompt_tokens_total))
                 if workload == "tree":
                     return (*(await tree(policy, args)), -1)
                 return await evaluate(policy, judge, args)
@@ -453,7 +459,7 @@ def run_contender(
                 await judge.aclose()
 
         rec, seconds, correct = anyio.run(both)
-        evaluated = server.prompt_tokens_total() - before
+        evaluated = server.prompt_tokens_total() - counted[0]
         return row(rec, seconds, evaluated, f"{correct}/{args.problems}" if correct >= 0 else "")
     top_k = 0 if name == "provider exact" else args.top_k
     with local_pair(model, args, top_k, template) as (provider, scorer):
@@ -490,6 +496,12 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=40, help="the provider's cheaper sampling")
     parser.add_argument("--llama-server", default=None, help="llama-server binary")
     parser.add_argument("--batched-bench", default=None, help="llama-batched-bench binary")
+    parser.add_argument(
+        "--server-timeout",
+        type=float,
+        default=3600.0,
+        help="llama-server: deadline of one request (its queue on 2 cores runs past 300 s)",
+    )
     parser.add_argument("--repack", choices=["auto", "on", "off"], default=None)
     args = parser.parse_args()
     # A `timeout` in front of the run still stops the llama-server started here.
