@@ -88,3 +88,22 @@ def test_solve_and_eval_run_their_searches_on_a_frozen_heap(command: str, tmp_pa
     assert out.exit_code == 0, out.output
     assert _RecordingProvider.frozen and min(_RecordingProvider.frozen) > 1000
     assert gc.get_freeze_count() == 0  # given back when the command ends
+
+
+def test_serve_runs_its_server_on_a_frozen_heap(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    from rebase_server.cli import serve
+
+    seen: list[int] = []
+
+    async def fake_serve(self: object, sockets: object = None) -> None:
+        seen.append(gc.get_freeze_count())
+        self.started = True  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(uvicorn.Server, "serve", fake_serve)
+    config = tmp_path / "serve.toml"
+    config.write_text('[routes.r]\nbackend = "scripted"\n', encoding="utf-8")
+    out = CliRunner().invoke(serve, ["--config", str(config)])
+    assert out.exit_code == 0, out.output
+    assert seen and seen[0] > 1000
+    assert gc.get_freeze_count() == 0
