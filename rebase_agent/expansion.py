@@ -41,11 +41,12 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 import anyio
 
 from rebase_agent.answers import AnswerExtractor, extract_answer, final_answer
-from rebase_agent.concurrency import holding, raising_first_error
+from rebase_agent.concurrency import holding, raising_first_error, run_all
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, ScoringError
 from rebase_agent.protocols import Provider, Scorer, ScoreRequest, StepCompletion, StepRequest
@@ -211,9 +212,7 @@ class TreeExpander:
                     into.children.extend(children)
 
         with raising_first_error():
-            async with anyio.create_task_group() as tg:
-                for index, (node, ids) in enumerate(plan):
-                    tg.start_soon(one, index, node, ids)
+            await run_all([partial(one, i, node, ids) for i, (node, ids) in enumerate(plan)])
         return outcomes
 
     def allocate(self, node: Node, width: int) -> None:

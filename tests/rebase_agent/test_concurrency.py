@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from functools import partial
+
 import anyio
 import pytest
 
-from rebase_agent.concurrency import holding, raising_first_error
+from rebase_agent.concurrency import holding, raising_first_error, run_all
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +99,80 @@ async def test_holding_cancelled_while_waiting_takes_no_token() -> None:
         assert limiter.borrowed_tokens == 1 and limiter.statistics().tasks_waiting == 0
         release.set()
     assert limiter.borrowed_tokens == 0
+
+
+# -- run_all: the expander's task group -----------------------------------------------------------
+
+BACKENDS = [pytest.param("asyncio", id="asyncio"), pytest.param("trio", id="trio")]
+
+
+def _run(backend: str, main: object) -> None:
+    if backend == "trio":
+        pytest.importorskip("trio")
+    anyio.run(main, backend=backend)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_all_runs_every_call_at_once(backend: str) -> None:
+    async def main() -> None:
+        started: list[int] = []
+        everyone_in = anyio.Event()
+
+        async def call(i: int) -> None:
+            started.append(i)
+            if len(started) == 5:
+                everyone_in.set()
+            with anyio.fail_after(5):
+                await everyone_in.wait()  # only returns once all five run at once
+
+        await run_all([partial(call, i) for i in range(5)])
+        assert sorted(started) == [0, 1, 2, 3, 4]
+
+    _run(backend, main)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_all_the_first_error_cancels_the_others(backend: str) -> None:
+    async def main() -> None:
+        cancelled: list[bool] = []
+
+        async def fails() -> None:
+            await anyio.sleep(0.01)
+            raise ValueError("bad")
+
+        async def waits() -> None:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                cancelled.append(True)
+                raise
+
+        with pytest.raises(ValueError, match="bad"), raising_first_error():
+            await run_all([waits, fails, waits])
+        assert cancelled == [True, True]
+
+    _run(backend, main)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_run_all_cancelled_from_outside_cancels_and_waits_for_every_call(backend: str) -> None:
+    async def main() -> None:
+        cleaned: list[int] = []
+        limiter = anyio.CapacityLimiter(2)
+
+        async def call(i: int) -> None:
+            try:
+                async with holding(limiter):  # anyio's primitives work inside the tasks
+                    await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(0.01)  # a shielded clean-up finishes before run_all ends
+                cleaned.append(i)
+
+        with anyio.move_on_after(0.1) as scope:
+            await run_all([partial(call, i) for i in range(4)])
+        assert scope.cancelled_caught
+        assert sorted(cleaned) == [0, 1, 2, 3]
+        assert limiter.borrowed_tokens == 0
+
+    _run(backend, main)
