@@ -320,6 +320,8 @@ def report_command(
     summary = summarize(rows, params=count, scorer_params=_parse_count(scorer_params))
     click.echo(format_table(summary), nl=False)
     first = Path(results[0])
+    if first.suffix == ".gz":  # results.jsonl.gz: the outputs are named after results.jsonl
+        first = first.with_suffix("")
     out_json = Path(json_path) if json_path else first.with_suffix(".summary.json")
     out_json.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     click.echo(f"summary: {out_json}")

@@ -290,6 +290,9 @@ def test_report_reads_compressed_results_and_eval_refuses_to_append_to_them(
         == json.loads((tmp_path / "b.json").read_text())["cells"]
     )
     assert [r.key for r in read_rows([packed])] == [r.key for r in read_rows([out])]
+    named = CliRunner().invoke(cli, ["report", str(packed)])  # default outputs: g.summary.json
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "g.summary.json").exists() and (tmp_path / "g.png").exists()
 
     refused = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "new.jsonl.gz")])
     assert refused.exit_code == 2, refused.output
