@@ -63,12 +63,17 @@ def _local_llama(**options: str) -> tuple[Provider, Scorer]:
     return provider, ArithmeticVerifier()
 
 
+def _record(log: Path, line: str) -> None:
+    """Append ``line`` to the folder's ``commands.sh``."""
+    with log.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def _run(command: click.Command, name: str, args: list[str], log: Path) -> None:
     """Run ``rebase-agent NAME ARGS`` in this process, recorded in ``log`` before it starts (so
     a run stopped halfway is recorded too)."""
     line = shlex.join(["rebase-agent", name, *args])
-    with log.open("a", encoding="utf-8") as f:
-        f.write(line + "\n")
+    _record(log, line)
     print(f"$ {line}\n", flush=True)
     try:
         command.main(args, prog_name=f"rebase-agent {name}", standalone_mode=False)
@@ -120,9 +125,8 @@ def main() -> None:
     if not ns.no_template:
         options.append(f"{ns.template_option}={FEW_SHOT_TEMPLATE}")
     log = out / "commands.sh"  # every run into this folder adds its commands, in order
-    with log.open("a", encoding="utf-8") as f:
-        invoked = shlex.join(["python", "benchmarks/arithmetic_chains.py", *sys.argv[1:]])
-        f.write(f"# {time.strftime('%Y-%m-%d %H:%M')}: {invoked}\n")
+    invoked = shlex.join(["python", "benchmarks/arithmetic_chains.py", *sys.argv[1:]])
+    _record(log, f"# {time.strftime('%Y-%m-%d %H:%M')}: {invoked}")
     eval_args = [
         str(chains),
         "--format",

@@ -445,21 +445,23 @@ def run_contender(
         policy = server_provider(server, shape.policy, n=True, timeout_s=args.server_timeout)
         # The judge reads llama-server's /completions logprobs (api="auto" probes the layout).
         judge = JudgeScorer("gemma", server.base_url, api="auto", timeout_s=args.server_timeout)
-        counted: list[int] = []
 
-        async def both() -> tuple[Recorder, float, int]:
+        async def both() -> tuple[Recorder, float, int, int]:
+            """The run, and the prompt tokens the server evaluated for it (after the probe)."""
             try:
                 await prepare(policy, judge)  # the probe, as every command runs it
-                counted.append(await anyio.to_thread.run_sync(server.prompt_tokens_total))
+                before = await anyio.to_thread.run_sync(server.prompt_tokens_total)
                 if workload == "tree":
-                    return (*(await tree(policy, args)), -1)
-                return await evaluate(policy, judge, args)
+                    rec, seconds, correct = (*(await tree(policy, args)), -1)
+                else:
+                    rec, seconds, correct = await evaluate(policy, judge, args)
+                after = await anyio.to_thread.run_sync(server.prompt_tokens_total)
+                return rec, seconds, correct, after - before
             finally:
                 await policy.aclose()
                 await judge.aclose()
 
-        rec, seconds, correct = anyio.run(both)
-        evaluated = server.prompt_tokens_total() - counted[0]
+        rec, seconds, correct, evaluated = anyio.run(both)
         return row(rec, seconds, evaluated, f"{correct}/{args.problems}" if correct >= 0 else "")
     top_k = 0 if name == "provider exact" else args.top_k
     with local_pair(model, args, top_k, template) as (provider, scorer):
