@@ -5,7 +5,8 @@ not charged to the client: it answers every request after a latency L, honours `
 solution ends after D steps. The PRM is an in-process scorer that sleeps L per call. REBASE at
 budget 64 then ideally takes D × 2L. Each workload is run three ways in the same sitting:
 
-- **provider**: ``OpenAIProvider`` under ``RebaseSearch`` (its direct HTTP/1.1 path);
+- **provider**: ``OpenAIProvider`` under ``RebaseSearch`` (its direct HTTP/1.1 path), on the
+  event loop and frozen heap the commands use (``--loop``, ``--heap`` for the others);
 - **no HTTP (search alone)**: the search with an in-process policy that sleeps L: the cost of
   the search itself, so "provider minus search alone" is what the provider adds;
 - with ``--compare``: the provider over the ``openai`` client (its default ``httpx2``
@@ -61,7 +62,15 @@ from rebase_agent import (
     StepCompletion,
     StepRequest,
 )
-from rebase_agent.commands import frozen_startup_heap
+from rebase_agent.commands import event_loop_options, frozen_startup_heap
+
+BACKEND_OPTIONS: dict[str, Any] = {}
+"""anyio's asyncio backend options of every run (``--loop uvloop``: ``use_uvloop``)."""
+
+
+def _run(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    return anyio.run(func, *args, backend_options=BACKEND_OPTIONS)
+
 
 SERVER = Path(__file__).resolve().parent / "fake_openai_server.py"
 BUDGET = 64
@@ -302,15 +311,15 @@ def table(selected: list[int], compare: bool) -> None:
         w = WORKLOADS[key]
         ideal = w.depth * 2 * w.latency_s
         with fake_server("--latency", str(w.latency_s), "--depth", str(w.depth)) as urls:
-            got, results = anyio.run(run_provider, urls, w)
-            alone = anyio.run(partial(run_provider, urls, w, via="none"))[0]
+            got, results = _run(run_provider, urls, w)
+            alone = _run(partial(run_provider, urls, w, via="none"))[0]
             extra: list[tuple[str, Run]] = [("no HTTP (search alone)", alone)]
             if compare:
-                run = anyio.run(partial(run_provider, urls, w, via="openai"))[0]
+                run = _run(partial(run_provider, urls, w, via="openai"))[0]
                 extra.append(("provider, openai client", run))
             patterns = [pattern(r) for r in results]
             floors = {
-                kind: anyio.run(run_floor, kind, urls[0], patterns, w.latency_s)
+                kind: _run(run_floor, kind, urls[0], patterns, w.latency_s)
                 for kind in ("aiohttp", "httpx2", "http1")
             }
         floor = floors["aiohttp"].wall_s
@@ -375,10 +384,10 @@ def routing(
         args += ["--per-token-ms", str(per_token_ms), "--cache-blocks", str(cache_blocks)]
         args += ["--step-words", str(step_words)]
         with fake_server(*args) as urls:
-            got, _ = anyio.run(
+            got, _ = _run(
                 partial(run_provider, urls, w, routing=policy, words=words, balance=balance)
             )
-            stats = anyio.run(_stats, urls)
+            stats = _run(_stats, urls)
         sent = sum(s["prompt_words"] for s in stats)
         evaluated = sum(s["evaluated_words"] for s in stats)
         split = "/".join(str(s["requests"]) for s in stats)
@@ -412,13 +421,21 @@ def main() -> None:
         "commands run (rebase_agent.commands.frozen_startup_heap); collected: a program that "
         "does not",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="uvloop" if event_loop_options() else "asyncio",
+        help="the client's event loop: asyncio's own, or uvloop's (pip install uvloop); default: "
+        "the commands' (rebase_agent.commands.event_loop_options)",
+    )
     parser.add_argument("--problems", type=int, default=16, help="routing: problems at once")
     parser.add_argument("--words", type=int, default=400, help="routing: prompt words")
     parser.add_argument("--per-token-ms", type=float, default=0.2, help="routing: prefill cost")
     parser.add_argument("--cache-blocks", type=int, default=100_000, help="routing: per replica")
     parser.add_argument("--step-words", type=int, default=40, help="routing: words per step")
     args = parser.parse_args()
-    print(f"heap: {args.heap}")
+    BACKEND_OPTIONS["use_uvloop"] = args.loop == "uvloop"
+    print(f"heap: {args.heap}; loop: {args.loop}")
     with frozen_startup_heap() if args.heap == "frozen" else nullcontext():
         if args.routing:
             routing(

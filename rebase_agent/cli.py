@@ -27,9 +27,9 @@ from rebase_agent.answers import extract_answer
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, search_defaults
 from rebase_agent.calculator import calculating
 from rebase_agent.commands import backend_factory as _backend
-from rebase_agent.commands import frozen_startup_heap
 from rebase_agent.commands import note_if_double as _note_if_double
 from rebase_agent.commands import option_pairs as _parse_options
+from rebase_agent.commands import run_command
 from rebase_agent.config import RebaseConfig
 from rebase_agent.exceptions import ProviderError, RebaseError, SearchFailed, SearchTimeout
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest
@@ -359,8 +359,7 @@ def solve(
             with anyio.CancelScope(shield=True):
                 await aclose(provider, scorer)
 
-    with frozen_startup_heap():
-        anyio.run(run)
+    run_command(run)
     error = outcome.get("error")
     result: SearchResult | None = outcome.get("result")
     code = 0

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 
 from rebase_agent.backends import DEFAULT_BACKEND, aclose, prepare, search_defaults
 from rebase_agent.commands import backend_factory as _backend
-from rebase_agent.commands import frozen_startup_heap
 from rebase_agent.commands import note_if_double as _note_if_double
 from rebase_agent.commands import option_pairs as _parse_options
+from rebase_agent.commands import run_command
 from rebase_agent.config import StrategyName
 from rebase_agent.evaluation.arithmetic import ArithmeticVerifier
 from rebase_agent.evaluation.datasets import DatasetError, load_dataset
@@ -243,8 +243,7 @@ def eval_command(
                 await aclose(provider, scorer)
 
     try:
-        with frozen_startup_heap():
-            summary = anyio.run(probe_then_run)
+        summary = run_command(probe_then_run)
     except ResultsError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -15,7 +15,7 @@ from typing import Literal, TypeVar
 
 import click
 
-from rebase_agent.commands import frozen_startup_heap, note_if_double
+from rebase_agent.commands import note_if_double, run_command
 from rebase_server.config import (
     ConfigError,
     ServerConfig,
@@ -92,7 +92,6 @@ def _note_open(token: str | None) -> None:
 def serve(config_path: str | None, host: str | None, port: int | None, insecure: bool) -> None:
     """Serve REBASE as an OpenAI-compatible API (chat and text completions, responses, models,
     health)."""
-    import anyio
     import uvicorn
 
     from rebase_server.app import create_app, prepare_app
@@ -116,8 +115,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, insecure:
         await server.serve()
         return server.started
 
-    with frozen_startup_heap():
-        started = anyio.run(run)
+    started = run_command(run)
     if not started:
         sys.exit(3)  # uvicorn.run's exit status when the server did not start
 
@@ -142,7 +140,6 @@ def mcp(
 ) -> None:
     """Serve REBASE as an MCP tool, solve(problem, budget, strategy, route), over stdio or
     streamable HTTP."""
-    import anyio
 
     try:
         from rebase_server.mcp_server import RebaseMCP
@@ -175,7 +172,6 @@ def mcp(
             await server.aclose()
 
     try:
-        with frozen_startup_heap():
-            anyio.run(run)
+        run_command(run)
     except ConfigError as exc:  # the probe found a route's server unusable
         raise click.ClickException(f"{exc}; not serving") from None

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 
-import anyio
 import click
 import openai
 
 from providers.openai_compat.probe import ProbeReport, probe_server
-from rebase_agent.commands import option_pairs
+from rebase_agent.commands import option_pairs, run_command
 
 __all__ = ("probe",)
 
@@ -71,7 +71,7 @@ def probe(options: tuple[str, ...], as_json: bool, timeout_s: float) -> None:
         server = None
     key = os.environ.get(opts.get("api_key_env", "OPENAI_API_KEY"))
     urls = opts.get("base_url", "http://localhost:8000/v1").split(",")
-    reports = anyio.run(_run, urls, opts["model"], server, key, timeout_s)
+    reports = run_command(partial(_run, urls, opts["model"], server, key, timeout_s))
     if as_json:
         click.echo("[" + ",\n".join(r.model_dump_json(indent=2) for r in reports) + "]")
     else:

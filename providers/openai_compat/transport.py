@@ -6,7 +6,11 @@ response objects; bare ``httpx2`` alone costs 9.5 to 11.5 ms), and even on its a
 transport with raw responses about 2 ms; a bare aiohttp session 0.55 to 0.77 ms;
 :class:`~.http1.HttpClient` 0.22 to 0.25 ms (``benchmarks/http_overhead.py``). That is the
 orchestrator's bottleneck, so generation and pooling requests go over :class:`JsonTransport`;
-everything else (the probe, templates, tokenizers) keeps the ``openai`` client.
+everything else (the probe, templates, tokenizers) keeps the ``openai`` client. Bodies are
+encoded and answers decoded with ``orjson`` (a generation body: 0.5 against 10 µs to encode,
+an answer of 8 choices: 10 against 32 µs to decode, on a loaded 2-core machine); an answer
+``orjson`` refuses but Python's ``json`` reads (``NaN``, ``Infinity``, integers past 64 bits)
+is read by ``json``.
 
 Errors are raised as the ``openai`` client's exceptions (:class:`openai.BadRequestError`,
 :class:`openai.RateLimitError`, :class:`openai.APIConnectionError`, ...), built only on the
@@ -27,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import openai
+import orjson
 
 from providers.openai_compat.http1 import HttpClient
 
@@ -87,6 +92,22 @@ def _proxied(url: str) -> bool:
     return True
 
 
+_NON_STR_KEYS = orjson.OPT_NON_STR_KEYS
+"""Integer keys (``logit_bias``) become strings, as :func:`json.dumps` writes them."""
+
+
+def _decode(content: bytes) -> Any:
+    """A 2xx answer's JSON (:class:`json.JSONDecodeError` when it is not JSON or not UTF-8)."""
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        pass  # NaN, Infinity, big integers: JSON as Python reads it, which orjson refuses
+    try:
+        return json.loads(content)
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError(f"answer is not UTF-8 ({exc.reason})", "", 0) from None
+
+
 class JsonTransport:
     """POSTs JSON to one server and returns the decoded answer.
 
@@ -136,15 +157,12 @@ class JsonTransport:
         if not self._goes_direct(url):
             return await self._client.post(url, cast_to=object, body=body)
         try:
-            response = await self._http.post(url, json.dumps(body).encode())
+            response = await self._http.post(url, orjson.dumps(body, option=_NON_STR_KEYS))
         except OSError as exc:  # refused, reset, TLS, HttpProtocolError
             raise openai.APIConnectionError(request=httpx2.Request("POST", url)) from exc
         if response.status >= 400:
             raise status_error(url, response.status, response.headers, response.content)
-        try:
-            return json.loads(response.content)
-        except UnicodeDecodeError as exc:
-            raise json.JSONDecodeError(f"answer is not UTF-8 ({exc.reason})", "", 0) from None
+        return _decode(response.content)
 
     async def aclose(self) -> None:
         """Close the direct path's connections (a later request opens new ones)."""

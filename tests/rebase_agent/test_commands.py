@@ -1,17 +1,20 @@
-"""What the commands share: the heap frozen while their searches run."""
+"""What the commands share: their event loop, and the heap frozen while their searches run."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import sys
 from typing import ClassVar
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from rebase_agent import StepCompletion, StepRequest
 from rebase_agent.backends import register_backend
 from rebase_agent.cli import main
-from rebase_agent.commands import frozen_startup_heap
+from rebase_agent.commands import EVENT_LOOP_VARIABLE, frozen_startup_heap, run_command
 from rebase_agent.testing import ScriptedProvider, ScriptedScorer
 
 
@@ -107,3 +110,73 @@ def test_serve_runs_its_server_on_a_frozen_heap(monkeypatch: pytest.MonkeyPatch,
     assert out.exit_code == 0, out.output
     assert seen and seen[0] > 1000
     assert gc.get_freeze_count() == 0
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_commands_run_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    monkeypatch.delenv(EVENT_LOOP_VARIABLE, raising=False)
+    assert run_command(_loop_module).startswith("uvloop")
+    monkeypatch.setenv(EVENT_LOOP_VARIABLE, " UVLOOP ")
+    assert run_command(_loop_module).startswith("uvloop")
+
+
+def test_the_environment_can_choose_asyncios_own_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(EVENT_LOOP_VARIABLE, "asyncio")
+    assert run_command(_loop_module).startswith("asyncio")
+
+
+def test_without_uvloop_commands_run_on_asyncio_unless_uvloop_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop raises ImportError
+    monkeypatch.delenv(EVENT_LOOP_VARIABLE, raising=False)
+    assert run_command(_loop_module).startswith("asyncio")
+    monkeypatch.setenv(EVENT_LOOP_VARIABLE, "uvloop")
+    with pytest.raises(
+        click.UsageError, match=r"REBASE_AGENT_EVENT_LOOP=uvloop, but uvloop is not"
+    ):
+        run_command(_loop_module)
+
+
+def test_an_unknown_loop_is_refused_with_the_variable_and_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(EVENT_LOOP_VARIABLE, "trio")
+    with pytest.raises(
+        click.UsageError, match=r"REBASE_AGENT_EVENT_LOOP must be uvloop or asyncio, got 'trio'"
+    ):
+        run_command(_loop_module)
+
+
+def test_run_command_returns_what_main_returned_on_a_frozen_heap() -> None:
+    async def main() -> int:
+        return gc.get_freeze_count()
+
+    assert run_command(main) > 1000
+    assert gc.get_freeze_count() == 0
+
+
+def test_solve_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    loops: list[str] = []
+
+    class _LoopRecorder(ScriptedProvider):
+        async def generate(self, request: StepRequest) -> list[StepCompletion]:
+            loops.append(await _loop_module())
+            return await super().generate(request)
+
+    register_backend(
+        "loop-recorder", lambda **_: (_LoopRecorder(depth=2), ScriptedScorer()), double="a test"
+    )
+    for chosen in ("uvloop", "asyncio"):
+        monkeypatch.setenv(EVENT_LOOP_VARIABLE, chosen)
+        loops.clear()
+        out = CliRunner().invoke(
+            main, ["solve", "What is 2 + 2?", "--budget", "2", "--backend", "loop-recorder"]
+        )
+        assert out.exit_code == 0, out.output
+        assert loops and all(module.startswith(chosen) for module in loops), loops

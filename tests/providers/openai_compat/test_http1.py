@@ -20,8 +20,16 @@ from providers.openai_compat import OpenAIProvider
 from providers.openai_compat.http1 import HttpClient, HttpProtocolError
 from providers.openai_compat.transport import JsonTransport
 from rebase_agent import StepRequest
+from tests.loops import ASYNCIO_LOOPS
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=ASYNCIO_LOOPS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """Every test on asyncio's loop and on uvloop's (the commands' loop where installed)."""
+    return request.param
+
 
 Script = Callable[[int, bytes], bytes | None]
 """(request number on this connection, request bytes) -> answer bytes; ``None``: hang up."""
@@ -295,6 +303,25 @@ async def test_transport_errors_are_the_openai_clients() -> None:
     async with raw_server(lambda n, r: b"garbage\r\n\r\n") as (url, _, _accepted):
         with pytest.raises(openai.APIConnectionError):
             await transport.post(url, {})
+    await transport.aclose()
+    await client.close()
+
+
+async def test_the_transport_writes_json_and_reads_what_pythons_json_reads() -> None:
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:1/v1", api_key="k", max_retries=0)
+    transport = JsonTransport(client)
+    answers = [
+        b'{"text": "caf\xc3\xa9 \\u00e9", "n": 18446744073709551616}',  # past 64 bits
+        b'{"logprob": -Infinity, "other": NaN}',  # what Python's json.dumps writes
+    ]
+    async with raw_server(lambda n, r: ok(answers[n])) as (url, seen, _accepted):
+        sent = {"prompt": "2 × 3 = ", "logit_bias": {128: -100}, "stop": ("\n",)}
+        first = await transport.post(url, sent)
+        second = await transport.post(url, {})
+    assert first == {"text": "café é", "n": 2**64}
+    assert second["logprob"] == float("-inf") and second["other"] != second["other"]  # NaN
+    body = seen[0].partition(b"\r\n\r\n")[2]
+    assert json.loads(body) == {"prompt": "2 × 3 = ", "logit_bias": {"128": -100}, "stop": ["\n"]}
     await transport.aclose()
     await client.close()
 

@@ -16,9 +16,16 @@ from providers.openai_compat import (
 )
 from providers.openai_compat.requests import mentions_n
 from rebase_agent import Provider, ProviderError, StepRequest
+from tests.loops import ASYNCIO_LOOPS
 from tests.providers.openai_compat.fake_server import FakeApp, Fault, Flavor, Sample, serve
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=ASYNCIO_LOOPS)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """Every test on asyncio's loop and on uvloop's (the commands' loop where installed)."""
+    return request.param
 
 
 def three_kinds(prompt: str, i: int) -> Sample:
