@@ -379,7 +379,8 @@ def local_pair(
         top_k=top_k,
         template=template,
     )
-    scorer = LlamaCppScorer(model, n_threads=args.threads)
+    policy_prompt = provider.tokenize_prompt if args.judge_prompt == "policy" else None
+    scorer = LlamaCppScorer(model, n_threads=args.threads, judge_prefix=policy_prompt)
     try:
         yield provider, scorer
     finally:
@@ -390,9 +391,12 @@ def local_pair(
 class Shape:
     """Tokenizes prompts exactly as the provider does, for the unique-token count."""
 
-    def __init__(self, model: LlamaModel, template: str | None) -> None:
+    def __init__(self, model: LlamaModel, template: str | None, judge_prompt: str) -> None:
         self.policy = LlamaCppProvider(model, n_ctx=256, n_seq_max=2, template=template)
-        self.judge = LlamaCppScorer(model, n_ctx=256, n_seq_max=2, share_context=False)
+        prefix = self.policy.tokenize_prompt if judge_prompt == "policy" else None
+        self.judge = LlamaCppScorer(
+            model, n_ctx=256, n_seq_max=2, share_context=False, judge_prefix=prefix
+        )
 
     def unique(self, rec: Recorder) -> int:
         trie = Trie()
@@ -496,6 +500,13 @@ def main() -> None:
         "--n-seq-max", type=int, default=128, help="the provider's sequences (cached prefixes too)"
     )
     parser.add_argument("--top-k", type=int, default=40, help="the provider's cheaper sampling")
+    parser.add_argument(
+        "--judge-prompt",
+        choices=("own", "policy"),
+        default="own",
+        help="eval: the local judge's prompt: the judge template's, or its question after the "
+        "policy's own prompt (judge_prefix of LlamaCppScorer); llama-server's judge keeps its own",
+    )
     parser.add_argument("--llama-server", default=None, help="llama-server binary")
     parser.add_argument("--batched-bench", default=None, help="llama-batched-bench binary")
     parser.add_argument(
@@ -537,7 +548,9 @@ def main() -> None:
                 names.append(f"provider top-k {args.top_k}")
             if server is not None:
                 names.append("llama-server (ours)")
-            shape = Shape(model, FEW_SHOT_TEMPLATE if workload == "eval" else None)
+            shape = Shape(
+                model, FEW_SHOT_TEMPLATE if workload == "eval" else None, args.judge_prompt
+            )
             try:
                 for name in names:
                     rows.append(run_contender(workload, name, model, path, shape, server, args))

@@ -7,6 +7,8 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 - ``model``: GGUF path of the policy (default: the bundled Gemma 3 270M);
 - ``scorer``: ``judge`` (default, LLM-as-judge P(Yes)) or ``math_shepherd`` (P(+) at step tags);
   ``scorer_model``: GGUF path of the PRM (default: the policy's, sharing its loaded weights);
+  ``judge_prompt``: ``own`` (default: the judge template's prompt) or ``policy`` (the question
+  after the policy's own prompt, which the judge on the policy's context mostly finds cached);
 - ``n_ctx`` (8192), ``scorer_n_ctx`` (4096), ``n_seq_max`` (128), ``n_threads``;
 - ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
   laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
@@ -28,7 +30,7 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from providers.llamacpp.defaults import (
     EMBEDDED_SEARCH_DEFAULTS,
@@ -45,17 +47,12 @@ from rebase_agent.calculator import CalculatorProvider
 
 __all__ = ("llama_backend",)
 
-_INTS = {
-    "n_ctx",
-    "scorer_n_ctx",
-    "n_seq_max",
-    "n_threads",
-    "n_gpu_layers",
-    "scorer_n_gpu_layers",
-    "top_k",
-}
+_SIZES = {"n_ctx", "scorer_n_ctx", "n_seq_max", "n_threads", "n_gpu_layers", "scorer_n_gpu_layers"}
+"""Integer options passed on to :func:`~providers.llamacpp.local_models` only when given, so
+its defaults are the backend's."""
+_INTS = {*_SIZES, "top_k"}
 _BOOLS = {"chat", "scorer_chat", "verbose", "calculator"}
-_KNOWN = {"model", "scorer", "scorer_model", "template", "repack", *_INTS, *_BOOLS}
+_KNOWN = {"model", "scorer", "scorer_model", "judge_prompt", "template", "repack", *_INTS, *_BOOLS}
 
 
 def llama_backend(
@@ -86,6 +83,9 @@ def llama_backend(
     mode = options.get("scorer", "judge")
     if mode not in ("judge", "math_shepherd"):
         raise ValueError(f"scorer must be judge or math_shepherd, got {mode!r}")
+    judge_prompt = options.get("judge_prompt", "own")
+    if judge_prompt not in ("own", "policy"):
+        raise ValueError(f"option judge_prompt must be own or policy, got {judge_prompt!r}")
     repack = options.get("repack")
     if repack is not None:
         repack = parse_repack(repack, source="option repack")
@@ -95,19 +95,16 @@ def llama_backend(
     embedded_top_k = EMBEDDED_TOP_K if embedded else 0
     calculator = flag("calculator") if "calculator" in options else embedded
     top_k = num("top_k")
+    sizes: dict[str, Any] = {key: num(key) for key in sorted(_SIZES & set(options))}
     provider, scorer = local_models(
         options.get("model") or default_model_path(),
         scorer_path=options.get("scorer_model"),
         scorer_mode=cast(Literal["judge", "math_shepherd"], mode),
-        n_ctx=num("n_ctx") or 8192,
-        scorer_n_ctx=num("scorer_n_ctx") or 4096,
-        n_seq_max=num("n_seq_max") or 32,
-        n_gpu_layers=-1 if num("n_gpu_layers") is None else int(options["n_gpu_layers"]),
-        scorer_n_gpu_layers=num("scorer_n_gpu_layers"),
-        n_threads=num("n_threads"),
+        **sizes,
         template=options.get("template") or default_template,
         chat=flag("chat"),
         scorer_chat=flag("scorer_chat"),
+        judge_prompt=cast(Literal["own", "policy"], judge_prompt),
         verbose=flag("verbose"),
         top_k=embedded_top_k if top_k is None else top_k,
         repack=repack,

@@ -63,11 +63,17 @@ def local_models(
     template: str | PromptTemplate | None = None,
     chat: bool = False,
     scorer_chat: bool = False,
+    judge_prompt: Literal["own", "policy"] = "own",
     verbose: bool = False,
     top_k: int = 0,
     repack: Repack | None = None,
 ) -> tuple[LlamaCppProvider, LlamaCppScorer]:
     """Build a policy and a PRM on local GGUFs, checking first that both fit in memory.
+
+    ``judge_prompt="policy"`` has the judge (sharing the policy's weights and context) ask its
+    question after the policy's own prompt of the solution so far, so that scoring a step
+    evaluates only the question (``judge_prefix`` of :class:`LlamaCppScorer`); ``"own"`` (the
+    default) gives it the judge template's prompt.
 
     With ``scorer_path`` unset (or the same file) the scorer shares the policy's loaded weights
     and its context: scoring prompts ride in the policy's ``llama_decode`` batches, and
@@ -87,6 +93,13 @@ def local_models(
     """
     shared = scorer_path is None or scorer_path == model_path
     scorer_file = model_path if scorer_path is None else scorer_path
+    if judge_prompt not in ("own", "policy"):
+        raise ValueError(f"judge_prompt must be own or policy, got {judge_prompt!r}")
+    if judge_prompt == "policy" and not (shared and scorer_mode == "judge" and not scorer_chat):
+        raise ValueError(
+            "judge_prompt='policy' needs the judge on the policy's model (no scorer_path), "
+            "scorer_mode='judge' and scorer_chat=False"
+        )
     scorer_layers = n_gpu_layers if scorer_n_gpu_layers is None else scorer_n_gpu_layers
     policy_mem = estimate_memory(
         model_path, n_ctx=n_ctx, n_outputs=n_seq_max, n_gpu_layers=n_gpu_layers, name="policy"
@@ -123,6 +136,7 @@ def local_models(
         n_gpu_layers=scorer_layers,
         n_threads=n_threads,
         chat=scorer_chat,
+        judge_prefix=provider.tokenize_prompt if judge_prompt == "policy" else None,
         verbose=verbose,
         repack=repack,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Literal
 
 from providers.llamacpp._engine import Engine, EngineUser
@@ -11,7 +12,11 @@ from providers.llamacpp._gather import Batcher
 from providers.llamacpp._jobs import EvalJob
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.repack import Repack
-from providers.llamacpp.templates import DEFAULT_JUDGE_TEMPLATE, ChatTemplate
+from providers.llamacpp.templates import (
+    DEFAULT_JUDGE_TEMPLATE,
+    POLICY_JUDGE_QUESTION,
+    ChatTemplate,
+)
 from rebase_agent.exceptions import ScoringError
 from rebase_agent.prm import MATH_SHEPHERD_TAG, CachedScorer, math_shepherd_segments
 from rebase_agent.prm import logit_label_probability as label_probability
@@ -55,6 +60,15 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         n_batch: Most tokens per ``llama_decode``.
         n_threads: CPU threads (default: all cores; one-token decodes use half).
         judge_template: Format string with ``{problem}``, ``{previous}`` and ``{step}``.
+        judge_prefix: The policy's prompt tokens for ``(problem, solution so far)``
+            (``LlamaCppProvider.tokenize_prompt`` of the policy on the same model). When
+            given, a step's judge prompt is instead the policy's prompt of the solution up to
+            and including the step, then
+            ``judge_question``: in the policy's context it starts with the very sequence that
+            generated the step, which the prefix cache holds, so only the question is
+            evaluated. The judge then reads the policy's prompt (its worked examples too), so
+            its scores differ from ``judge_template``'s. Judge mode only, not with ``chat``.
+        judge_question: What follows the policy's prompt with ``judge_prefix``.
         chat: Wrap the judge prompt in the model's chat template (a user turn).
         step_tag: Math-Shepherd step tag.
         positive: Positive label variants (default: Yes variants, or ``+`` for Math-Shepherd).
@@ -84,6 +98,8 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         n_batch: int = 512,
         n_threads: int | None = None,
         judge_template: str = DEFAULT_JUDGE_TEMPLATE,
+        judge_prefix: Callable[[str, str], list[int]] | None = None,
+        judge_question: str = POLICY_JUDGE_QUESTION,
         chat: bool = False,
         step_tag: str = MATH_SHEPHERD_TAG,
         positive: tuple[str, ...] | None = None,
@@ -109,6 +125,10 @@ class LlamaCppScorer(CachedScorer, EngineUser):
             raise ValueError(f"{self.model.name}: no label variant is a single token")
         self.labels, self.n_pos = pos + neg, len(pos)
         self.judge_template, self.step_tag = judge_template, step_tag
+        if judge_prefix is not None and (mode != "judge" or chat):
+            raise ValueError("judge_prefix needs mode='judge' and chat=False")
+        self.judge_prefix = judge_prefix
+        self._question = self.model.tokenize(judge_question, add_bos=False, special=False)
         self._chat: ChatTemplate | None = None
         if chat:
             source = self.model.chat_template
@@ -138,6 +158,8 @@ class LlamaCppScorer(CachedScorer, EngineUser):
 
     def judge_tokens(self, problem: str, steps: tuple[str, ...]) -> list[int]:
         """Tokens of the judge prompt for the last of ``steps``."""
+        if self.judge_prefix is not None:
+            return self.judge_prefix(problem, "".join(steps)) + self._question
         text = self.judge_template.format(
             problem=problem, previous="".join(steps[:-1]), step=steps[-1].rstrip()
         )

@@ -40,6 +40,7 @@ __all__ = (
     "DEFAULT_COMPLETION_TEMPLATE",
     "DEFAULT_JUDGE_TEMPLATE",
     "FEW_SHOT_STEPS_TEMPLATE",
+    "POLICY_JUDGE_QUESTION",
     "ChatTemplate",
     "CompletionTemplate",
     "FormatTemplate",
@@ -64,6 +65,11 @@ DEFAULT_JUDGE_TEMPLATE = JUDGE_PROMPT
 """The LLM-as-judge prompt of :class:`~providers.llamacpp.LlamaCppScorer`:
 :data:`rebase_agent.prm.JUDGE_PROMPT` (``{previous}`` is the steps before the one judged,
 ``{step}`` the judged step)."""
+
+POLICY_JUDGE_QUESTION = "\nIs the last step correct (Yes or No)? Answer:"
+"""The question a judge on the policy's prompt (``judge_prefix`` of
+:class:`~providers.llamacpp.LlamaCppScorer`) asks after the policy's own prompt of the solution
+so far."""
 
 
 class CompletionTemplate(FormatTemplate):

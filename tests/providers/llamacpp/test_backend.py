@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from providers.llamacpp.backend import llama_backend
+from providers.llamacpp.defaults import local_models
 from providers.llamacpp.provider import LlamaCppProvider
 from rebase_agent import ScoreRequest, StepRequest
 from rebase_agent.calculator import CalculatorProvider
@@ -32,6 +34,17 @@ async def test_backend_builds_a_shared_provider_and_scorer(tiny_gguf: Path) -> N
     assert provider.model.contexts == 0
 
 
+async def test_options_not_given_take_local_models_defaults(tiny_gguf: Path) -> None:
+    defaults = inspect.signature(local_models).parameters
+    provider, scorer = llama_backend(model=str(tiny_gguf), n_threads="1")
+    try:
+        assert provider.engine.n_seq_max == defaults["n_seq_max"].default == 128
+        assert provider.engine.n_ctx >= defaults["n_ctx"].default
+    finally:
+        await provider.aclose()
+        await scorer.aclose()
+
+
 def test_backend_rejects_bad_options(tiny_gguf: Path) -> None:
     with pytest.raises(ValueError, match="unknown llama backend options"):
         llama_backend(model=str(tiny_gguf), colour="blue")
@@ -41,6 +54,20 @@ def test_backend_rejects_bad_options(tiny_gguf: Path) -> None:
         llama_backend(model=str(tiny_gguf), chat="maybe")
     with pytest.raises(ValueError, match="scorer must be"):
         llama_backend(model=str(tiny_gguf), scorer="oracle")
+    with pytest.raises(ValueError, match="judge_prompt must be own or policy, got 'theirs'"):
+        llama_backend(model=str(tiny_gguf), judge_prompt="theirs")
+    with pytest.raises(ValueError, match="needs the judge on the policy's model"):
+        llama_backend(model=str(tiny_gguf), judge_prompt="policy", scorer="math_shepherd")
+
+
+async def test_the_judge_can_ask_after_the_policys_prompt(tiny_gguf: Path) -> None:
+    provider, scorer = llama_backend(model=str(tiny_gguf), n_ctx="512", judge_prompt="policy")
+    try:
+        assert scorer.judge_prefix == provider.tokenize_prompt
+        assert scorer.engine is provider.engine  # one context: the policy's cache is the judge's
+    finally:
+        await provider.aclose()
+        await scorer.aclose()
 
 
 def test_the_bundled_model_gets_worked_examples_and_others_the_plain_template(

@@ -171,3 +171,35 @@ def test_provider_renders_a_user_chat_template_with_one_bos(make_provider: Any) 
     assert isinstance(provider.template, ChatTemplate)
     plain = make_provider(template="Q {problem} A {solution}")
     assert plain.template.render("x", "y") == "Q x A y"
+
+
+async def test_a_judge_on_the_policys_prompt_evaluates_only_its_question(tiny_model: Any) -> None:
+    from providers.llamacpp import LlamaCppProvider
+    from providers.llamacpp.templates import POLICY_JUDGE_QUESTION
+    from rebase_agent import StepRequest
+
+    provider = LlamaCppProvider(tiny_model, n_ctx=2048, n_seq_max=8, n_threads=2)
+    judge = LlamaCppScorer(tiny_model, judge_prefix=provider.tokenize_prompt)
+    own = LlamaCppScorer(tiny_model)  # the judge template's prompt, same context
+    try:
+        problem, steps = "what is 2+3?", ("2 and 3 is 5\n\n",)
+        question = tiny_model.tokenize(POLICY_JUDGE_QUESTION, add_bos=False, special=False)
+        policy_prompt = provider.tokenize_prompt(problem, steps[0])
+        assert judge.judge_tokens(problem, steps) == policy_prompt + question
+        # The policy evaluates the step's prompt (as it would have generated the step).
+        await provider.generate(StepRequest(problem=problem, steps=steps, max_tokens=1, seed=0))
+        spent = [Usage(), Usage()]
+        for scorer, usage in zip((judge, own), spent, strict=True):
+            with recording(usage):
+                await scorer.score(ScoreRequest(problem=problem, solutions=(steps,)))
+        assert spent[0].scorer_prompt_tokens == len(question)  # the rest was cached
+        assert spent[1].scorer_prompt_tokens > len(policy_prompt) // 2
+    finally:
+        own.close()
+        judge.close()
+        provider.close()
+
+
+def test_a_judge_on_the_policys_prompt_is_judge_mode_without_chat(tiny_model: Any) -> None:
+    with pytest.raises(ValueError, match="judge_prefix needs mode='judge' and chat=False"):
+        LlamaCppScorer(tiny_model, mode="math_shepherd", judge_prefix=lambda p, s: [])
