@@ -65,8 +65,9 @@ class LlamaCppScorer(CachedScorer, EngineUser):
             given, a step's judge prompt is instead the policy's prompt of the solution up to
             and including the step, then ``judge_question``: in the policy's context it starts
             with the very sequence that generated the step, which the prefix cache holds, so
-            only the question is evaluated. The judge then reads the policy's prompt (its worked examples too), so
-            its scores differ from ``judge_template``'s. Judge mode only, not with ``chat``.
+            only the question is evaluated. The judge then reads the policy's prompt (its
+            worked examples too), so its scores differ from ``judge_template``'s. Judge mode
+            only, not with ``chat``.
         judge_question: What follows the policy's prompt with ``judge_prefix``.
         chat: Wrap the judge prompt in the model's chat template (a user turn).
         step_tag: Math-Shepherd step tag.
