@@ -83,9 +83,6 @@ def llama_backend(
     mode = options.get("scorer", "judge")
     if mode not in ("judge", "math_shepherd"):
         raise ValueError(f"scorer must be judge or math_shepherd, got {mode!r}")
-    judge_prompt = options.get("judge_prompt", "own")
-    if judge_prompt not in ("own", "policy"):
-        raise ValueError(f"option judge_prompt must be own or policy, got {judge_prompt!r}")
     repack = options.get("repack")
     if repack is not None:
         repack = parse_repack(repack, source="option repack")
@@ -104,7 +101,7 @@ def llama_backend(
         template=options.get("template") or default_template,
         chat=flag("chat"),
         scorer_chat=flag("scorer_chat"),
-        judge_prompt=cast(Literal["own", "policy"], judge_prompt),
+        judge_prompt=cast(Literal["own", "policy"], options.get("judge_prompt", "own")),
         verbose=flag("verbose"),
         top_k=embedded_top_k if top_k is None else top_k,
         repack=repack,
