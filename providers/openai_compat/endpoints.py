@@ -37,6 +37,7 @@ from providers.openai_compat.errors import (
     map_api_error,
     redact,
 )
+from providers.openai_compat.open_files import connection_budget, open_file_limit
 from providers.openai_compat.retry import RetryPolicy, call_with_retries
 from providers.openai_compat.transport import JsonTransport
 from rebase_agent.concurrency import holding
@@ -65,6 +66,32 @@ def _weight(key: str, url: str) -> int:
     return int.from_bytes(digest, "big")
 
 
+def _within_open_files(
+    endpoints: int, max_concurrency: int | None, max_limit: int
+) -> tuple[int | None, int]:
+    """``max_concurrency`` and ``max_limit``, lowered to the connections the open-file limit
+    leaves room for on each of ``endpoints`` (with a warning when it lowers one)."""
+    wanted = max_concurrency or max_limit
+    fits = connection_budget(wanted * endpoints) // endpoints
+    if fits >= wanted:
+        return max_concurrency, max_limit
+    fits = max(1, fits)
+    name = "max_concurrency" if max_concurrency is not None else "max_limit"
+    logger.warning(
+        "%s=%d per endpoint (%d endpoint(s)) needs more connections than this process may "
+        "open (RLIMIT_NOFILE %s, already at its hard limit); requests in flight are capped at "
+        "%d per endpoint: raise the hard limit (ulimit -Hn) to go higher",
+        name,
+        wanted,
+        endpoints,
+        open_file_limit(),
+        fits,
+    )
+    if max_concurrency is not None:
+        return fits, max_limit
+    return None, fits
+
+
 class Endpoint:
     """One base URL: its client, its concurrency limit and its learnt capabilities."""
 
@@ -82,7 +109,7 @@ class Endpoint:
         self.transport = JsonTransport(client)
         """POSTs JSON without the client's models (generation and pooling requests)."""
         self.limit = AdaptiveLimit(
-            max_concurrency or DEFAULT_CONCURRENCY,
+            max_concurrency or min(DEFAULT_CONCURRENCY, max_limit),
             maximum=max(max_limit, max_concurrency or 1),
             adaptive=max_concurrency is None,
         )
@@ -172,6 +199,11 @@ class EndpointPool(_ClosesOnExit):
             sent 659 of 4,947 requests away and lost most of the cache gain.)
         max_limit: The most an adaptive limit grows to, per endpoint.
 
+    Each request in flight holds a connection, so the limits stay within the process's
+    open-file limit: the pool raises the soft ``RLIMIT_NOFILE`` to the hard one (see
+    :mod:`~.open_files`), and where even that leaves too little room for ``max_concurrency``
+    (or ``max_limit``) on every endpoint, it lowers them to what fits, with a warning.
+
     Use it as an async context manager, or call :meth:`aclose`, to close the connections.
     """
 
@@ -199,6 +231,9 @@ class EndpointPool(_ClosesOnExit):
             raise ValueError(f"routing must be 'cache_aware' or 'least_loaded', got {routing!r}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        if max_limit < 1:
+            raise ValueError(f"max_limit must be >= 1, got {max_limit}")
+        max_concurrency, max_limit = _within_open_files(len(urls), max_concurrency, max_limit)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._api_key = key or _PLACEHOLDER_KEY
         self.timeout_s = timeout_s

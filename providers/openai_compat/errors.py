@@ -121,7 +121,10 @@ def map_api_error(exc: Exception, *, where: str, secret: str | None) -> Provider
         )
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
-        detail = f" ({type(cause).__name__})" if cause is not None else ""
+        detail = ""
+        if cause is not None:  # "OSError: [Errno 24] Too many open files" says what to do
+            text = redact(str(cause), secret)[:_MAX_QUOTED]
+            detail = f" ({type(cause).__name__}: {text})" if text else f" ({type(cause).__name__})"
         return EndpointConnectionError(f"{where}: connection failed{detail}")
     message = redact(str(exc), secret)[:_MAX_QUOTED]
     return ProviderError(f"{where}: {type(exc).__name__}: {message}")
