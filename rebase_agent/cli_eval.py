@@ -293,6 +293,12 @@ def _parse_count(text: str | None) -> float | None:
 )
 @click.option("--no-plot", is_flag=True, help="Skip the PNG.")
 @click.option("--title", default=None, help="Plot title.")
+@click.option(
+    "--baseline",
+    default="sampling",
+    show_default=True,
+    help="The strategy every other one is paired with, on the problems both ran.",
+)
 def report_command(
     results: tuple[str, ...],
     params: str | None,
@@ -302,6 +308,7 @@ def report_command(
     json_path: str | None,
     no_plot: bool,
     title: str | None,
+    baseline: str,
 ) -> None:
     """Accuracy per strategy and budget against compute: table, PNG curve, JSON summary."""
     count = _parse_count(params)
@@ -316,7 +323,15 @@ def report_command(
         raise click.ClickException(str(exc)) from exc
     if not rows:
         raise click.ClickException("no rows in " + ", ".join(results))
-    summary = summarize(rows, params=count, scorer_params=_parse_count(scorer_params))
+    ran = sorted({row.strategy for row in rows})
+    if baseline not in ran:
+        raise click.BadParameter(
+            f"{baseline!r} did not run in these results (they hold {', '.join(ran)})",
+            param_hint="--baseline",
+        )
+    summary = summarize(
+        rows, params=count, scorer_params=_parse_count(scorer_params), baseline=baseline
+    )
     click.echo(format_table(summary), nl=False)
     first = Path(results[0])
     if first.suffix == ".gz":  # results.jsonl.gz: the outputs are named after results.jsonl

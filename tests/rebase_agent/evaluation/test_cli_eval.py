@@ -302,3 +302,34 @@ def test_report_reads_compressed_results_and_eval_refuses_to_append_to_them(
     (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip")
     bad = CliRunner().invoke(cli, ["report", str(tmp_path / "bad.jsonl.gz")])
     assert bad.exit_code != 0 and "bad.jsonl.gz: cannot read" in bad.output
+
+
+def test_report_pairs_with_the_baseline_asked_for(
+    cli: click.Group, gsm8k_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "g.jsonl"
+    base = ["eval", str(gsm8k_path), "--limit", "2", "--budgets", "1,2", "--backend", "scripted"]
+    strategies = ["--strategy", "rebase", "--strategy", "sampling", "--strategy", "beam"]
+    ran = CliRunner().invoke(cli, [*base, *strategies, "-o", str(out), "--no-progress"])
+    assert ran.exit_code == 0, ran.output
+    default = CliRunner().invoke(cli, ["report", str(out), "--no-plot"])
+    assert default.exit_code == 0, default.output
+    assert "paired with sampling" in default.output and "Δ rebase" in default.output
+    summary = tmp_path / "s.json"
+    paired = CliRunner().invoke(
+        cli, ["report", str(out), "--no-plot", "--baseline", "rebase", "--json", str(summary)]
+    )
+    assert paired.exit_code == 0, paired.output
+    assert "paired with rebase" in paired.output
+    assert "Δ sampling" in paired.output and "Δ beam" in paired.output
+    assert "Δ rebase" not in paired.output
+    data = json.loads(summary.read_text())
+    assert data["baseline"] == "rebase"
+    assert {c["strategy"] for c in data["comparisons"]} == {"sampling", "beam"}
+    assert {c["baseline"] for c in data["comparisons"]} == {"rebase"}
+
+    missing = CliRunner().invoke(cli, ["report", str(out), "--no-plot", "--baseline", "mcts"])
+    assert missing.exit_code == 2
+    assert "'mcts' did not run in these results (they hold beam, rebase, sampling)" in (
+        missing.output
+    )
