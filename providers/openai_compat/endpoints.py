@@ -58,6 +58,8 @@ DEFAULT_CONCURRENCY = 256
 :class:`~.adaptive.AdaptiveLimit`) up to ``max_limit``, and backs off on 429/503 and rising
 latency."""
 _OVERLOAD_STATUS = frozenset({429, 503})
+_PLENTY = 4096
+"""Requests in flight per endpoint that no search needs more of (the default ``max_limit``)."""
 
 
 def _weight(key: str, url: str) -> int:
@@ -77,7 +79,10 @@ def _within_open_files(
         return max_concurrency, max_limit
     fits = max(1, fits)
     name = "max_concurrency" if max_concurrency is not None else "max_limit"
-    logger.warning(
+    # Below the default max_limit, the cap may hold a search back: a warning. Above it (a
+    # limit set huge to mean "none"), it is only said.
+    logger.log(
+        logging.WARNING if fits < _PLENTY else logging.INFO,
         "%s=%d per endpoint (%d endpoint(s)) needs more connections than this process may "
         "open (RLIMIT_NOFILE %s, already at its hard limit); requests in flight are capped at "
         "%d per endpoint: raise the hard limit (ulimit -Hn) to go higher",
@@ -220,7 +225,7 @@ class EndpointPool(_ClosesOnExit):
         routing: Routing = "cache_aware",
         balance_abs_threshold: int = 512,
         balance_rel_threshold: float = 2.0,
-        max_limit: int = 4096,
+        max_limit: int = _PLENTY,
     ) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:

@@ -83,6 +83,26 @@ async def test_a_pool_keeps_its_limits_within_a_low_hard_limit() -> None:
     assert "RLIMIT_NOFILE 600" in stderr and "ulimit -Hn" in stderr
 
 
+async def test_a_limit_set_huge_to_mean_none_is_capped_without_a_warning() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 6000:
+        pytest.skip(f"the hard open-file limit here is {hard}")
+    got = await _child(
+        """
+        import json, logging, resource
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6000, 6000))
+        from providers.openai_compat.endpoints import EndpointPool
+        pool = EndpointPool("http://127.0.0.1:9/v1", max_concurrency=100_000)
+        print(json.dumps({"limit": pool.endpoints[0].limit.limit}))
+        """
+    )
+    limit = got["limit"]
+    assert isinstance(limit, int) and 4096 < limit < 6000
+    assert "INFO max_concurrency=100000 per endpoint" in str(got["stderr"])
+    assert "WARNING" not in str(got["stderr"])
+
+
 async def test_requests_past_the_open_file_limit_wait_instead_of_failing() -> None:
     # 1,000 requests asked to be in flight at once, in a process that may open 600 files:
     # without the cap, every connection past the limit fails with EMFILE and is retried.
