@@ -39,6 +39,7 @@ from providers.openai_compat.errors import (
 )
 from providers.openai_compat.open_files import connection_budget, open_file_limit
 from providers.openai_compat.retry import RetryPolicy, call_with_retries
+from providers.openai_compat.slots import slots_of
 from providers.openai_compat.transport import JsonTransport
 from rebase_agent.concurrency import holding
 
@@ -308,11 +309,13 @@ class EndpointPool(_ClosesOnExit):
         model: str,
         at_root: bool = False,
         affinity: str | None = None,
+        choices: Callable[[Endpoint], int] | None = None,
     ) -> T:
         """Run ``op`` on an endpoint, retrying transient failures.
 
         Each attempt picks an endpoint afresh (by ``affinity``, see the module docs), waits
-        for its limit, and runs under the deadline; its latency and overload answers (429,
+        for its limit, and for the server's slots where the probe found how many it has (see
+        :mod:`~.slots`), then runs under the deadline; its latency and overload answers (429,
         503) move an adaptive limit. Errors of the openai client become rebase-agent
         exceptions that name the URL and the model.
 
@@ -323,6 +326,8 @@ class EndpointPool(_ClosesOnExit):
             at_root: ``path`` is relative to the server root, not to the base URL.
             affinity: What the request's prefix belongs to (the problem): requests with the
                 same key go to the same replica while its load allows.
+            choices: How many choices ``op`` asks the endpoint for (the slots it takes on a
+                server with slots); default 1.
 
         Returns:
             What ``op`` returned.
@@ -340,14 +345,24 @@ class EndpointPool(_ClosesOnExit):
             limit = endpoint.limit
             endpoint.in_flight += 1
             started = time.monotonic()  # again once a slot is free
+            slots = slots_of(endpoint.root_url)
             try:
                 async with holding(limit.limiter):
-                    endpoint.requests += 1
-                    started = time.monotonic()
-                    # A bare cancel scope: anyio.fail_after's generator wrapper costs a few
-                    # microseconds more per request.
-                    with anyio.CancelScope(deadline=anyio.current_time() + self.timeout_s) as dl:
-                        result = await op(endpoint)
+                    taken = 0
+                    if slots is not None:  # taken before the deadline starts
+                        taken = max(1, min(choices(endpoint) if choices else 1, slots.total))
+                        await slots.acquire(taken)
+                    try:
+                        endpoint.requests += 1
+                        started = time.monotonic()
+                        # A bare cancel scope: anyio.fail_after's generator wrapper costs a few
+                        # microseconds more per request.
+                        deadline = anyio.current_time() + self.timeout_s
+                        with anyio.CancelScope(deadline=deadline) as dl:
+                            result = await op(endpoint)
+                    finally:
+                        if slots is not None:
+                            slots.release(taken)
                     if dl.cancelled_caught:
                         raise TimeoutError
                     waiting = endpoint.in_flight - int(limit.limiter.borrowed_tokens)

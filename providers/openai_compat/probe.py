@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 
 from providers.openai_compat.errors import redact
 from providers.openai_compat.requests import mentions_n
+from providers.openai_compat.slots import forget, register
 
 __all__ = (
     "ProbeReport",
@@ -109,6 +110,9 @@ class ProbeReport(BaseModel):
     completions_top_logprobs: int = 0
     chat_top_logprobs: int = 0
     prefix_cache: Verdict = "unknown"
+    slots: int | None = None
+    """Sequences the server decodes at once, where it says (llama-server's ``/props``
+    ``total_slots``); requests to it then take slots first (:mod:`~.slots`)."""
     pooling: Verdict = "unknown"
     classify: Verdict = "unknown"
     generative_scoring: Verdict = "unknown"
@@ -324,6 +328,9 @@ async def _probe(
                 model_ids.append(str(entry.get("id", "")))
                 owners.add(str(entry.get("owned_by", "")))
     seen, kind, extra = await _identify(get, root, base, owners)
+    slots = extra.get("total_slots")
+    if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0:
+        report.slots = slots
     report.server = server or kind
     report.server_seen = seen if server is None else f"{server} (given); looks like {seen}"
     report.check("server", report.server, report.server_seen)
@@ -742,5 +749,10 @@ async def cached_probe(
             if not report.reachable:
                 return report
             _CACHE[key] = report
+            root = key[0].removesuffix("/v1")
+            if report.slots is not None:
+                register(root, report.slots)
+            else:
+                forget(root)
             logger.info("%s: probed, options %s", key[0], report.command_line())
     return _CACHE[key]

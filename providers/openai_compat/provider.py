@@ -308,22 +308,28 @@ class OpenAIProvider(UsesEndpoints):
             seen.append(endpoint)
             return await self._first(endpoint, request, prompt)
 
+        def first_n(endpoint: Endpoint) -> int:
+            n = request.n if endpoint.supports_n is not False else 1
+            return min(n, endpoint.max_n or n)
+
         key = request.problem
         completions = await self.endpoints.call(
-            first, path=path, model=self.model, at_root=at_root, affinity=key
+            first, path=path, model=self.model, at_root=at_root, affinity=key, choices=first_n
         )
 
         def more(index: int, count: int) -> Any:
+            def more_n(endpoint: Endpoint) -> int:
+                return min(count, endpoint.max_n or count) if endpoint.supports_n else 1
+
             async def op(endpoint: Endpoint) -> list[StepCompletion]:
                 seed = None if request.seed is None else request.seed + index
-                n = min(count, endpoint.max_n or count) if endpoint.supports_n else 1
-                got = await self._send(endpoint, request, prompt, n=n, seed=seed)
+                got = await self._send(endpoint, request, prompt, n=more_n(endpoint), seed=seed)
                 if not got:
                     raise ProviderError(f"{endpoint.base_url}{path}: answer had no choices")
                 return got[:count]
 
             return lambda: self.endpoints.call(
-                op, path=path, model=self.model, at_root=at_root, affinity=key
+                op, path=path, model=self.model, at_root=at_root, affinity=key, choices=more_n
             )
 
         while len(completions) < request.n:  # each round adds at least one choice, or raises

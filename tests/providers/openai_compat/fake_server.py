@@ -127,6 +127,9 @@ class FakeApp:
         """Rows ``[P(good), P(bad)]`` (Math-Shepherd's ``+``/``-``) instead of ``[bad, good]``."""
         self.in_flight = 0
         self.max_in_flight = 0
+        self.in_flight_choices = 0
+        self.max_in_flight_choices = 0
+        """Choices (``n`` of each request, 1 without) of the requests in flight at once."""
         self.usage_sent: dict[str, int] = {"prompt_tokens": 0, "completion_tokens": 0}
         """Token usage of every successful answer, summed."""
         self.generated_tokens = 0
@@ -160,6 +163,10 @@ class FakeApp:
         self.requests.append(Seen(path, headers, body))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        n = body.get("n", 1) if isinstance(body, dict) else 1
+        choices = n if isinstance(n, int) and n > 0 else 1
+        self.in_flight_choices += choices
+        self.max_in_flight_choices = max(self.max_in_flight_choices, self.in_flight_choices)
         try:
             for fault in self.faults:
                 if fault.path is None or fault.path == path:
@@ -181,6 +188,7 @@ class FakeApp:
             return reply
         finally:
             self.in_flight -= 1
+            self.in_flight_choices -= choices
 
     def _route(self, path: str, body: Any) -> Reply:
         server = self.flavor.server
