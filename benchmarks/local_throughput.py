@@ -60,6 +60,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -206,12 +207,16 @@ class LlamaServer:
             command += ["-t", str(args.threads)]
         if args.repack == "off":
             command += ["--no-repack"]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log (a few lines per request) goes to a file: a pipe nobody reads fills up after
+        # some 64 KB, and then the server blocks writing to it, every slot idle.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.log)
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         deadline = time.monotonic() + 180
         while True:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                self.log.seek(0)
+                err = self.log.read().decode(errors="replace")
                 raise RuntimeError(f"llama-server exited ({self.proc.returncode}): {err[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
@@ -235,8 +240,7 @@ class LlamaServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+        self.log.close()
 
 
 def server_provider(
@@ -442,6 +446,7 @@ def run_contender(
     if name == "llama-server (ours)":
         assert server is not None
         from providers.openai_compat import JudgeScorer
+        from providers.openai_compat.slots import forget
 
         # ``n`` per parent, as the provider sends it by default: one request per choice makes
         # every choice evaluate its prompt in a slot of its own, which measured slower than
@@ -454,6 +459,8 @@ def run_contender(
             """The run, and the prompt tokens the server evaluated for it (after the probe)."""
             try:
                 await prepare(policy, judge)  # the probe, as every command runs it
+                if args.server_slots == "off":  # requests no longer wait for free slots here
+                    forget(server.base_url.removesuffix("/v1"))
                 before = await anyio.to_thread.run_sync(server.prompt_tokens_total)
                 if workload == "tree":
                     rec, seconds, correct = (*(await tree(policy, args)), -1)
@@ -514,6 +521,13 @@ def main() -> None:
         type=float,
         default=3600.0,
         help="llama-server: deadline of one request (its queue on 2 cores runs past 300 s)",
+    )
+    parser.add_argument(
+        "--server-slots",
+        choices=["on", "off"],
+        default="on",
+        help="llama-server: requests take its slots first (providers.openai_compat.slots), or "
+        "are sent as they come and queue in the server",
     )
     parser.add_argument("--repack", choices=["auto", "on", "off"], default=None)
     args = parser.parse_args()

@@ -63,6 +63,9 @@ class Flavor:
     in ``/v1/models``; or nothing."""
     completions: bool = True
     """Serve raw ``/v1/completions`` (False: 404, as a chat-only API)."""
+    decoding_slots: int | None = None
+    """Choices decoded at once (llama-server's ``-np``): a request for ``n`` waits, unseen by
+    the client, until ``n`` are free, then takes ``latency_s``; ``None``: no such limit."""
 
 
 @dataclass
@@ -125,6 +128,8 @@ class FakeApp:
         self.pooling_tag = "<extra_0>"
         self.pool_positive_first = False
         """Rows ``[P(good), P(bad)]`` (Math-Shepherd's ``+``/``-``) instead of ``[bad, good]``."""
+        self._free_slots = self.flavor.decoding_slots
+        self._slot_freed = anyio.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         self.in_flight_choices = 0
@@ -176,7 +181,10 @@ class FakeApp:
                         break  # only latency
                     body = fault.body or {"error": {"message": "fault"}}
                     return Reply(fault.status, body, fault.headers, raw=fault.raw)
-            await anyio.sleep(self.flavor.latency_s)
+            if self._free_slots is not None and path.endswith("completions"):
+                await self._decode_in_slots(min(choices, self.flavor.decoding_slots or 1))
+            else:
+                await anyio.sleep(self.flavor.latency_s)
             reply = self._route(path, body)
             if isinstance(reply.body, dict) and reply.status == 200:
                 sent = reply.body.get("usage") or {}
@@ -189,6 +197,18 @@ class FakeApp:
         finally:
             self.in_flight -= 1
             self.in_flight_choices -= choices
+
+    async def _decode_in_slots(self, count: int) -> None:
+        assert self._free_slots is not None
+        while self._free_slots < count:
+            await self._slot_freed.wait()
+        self._free_slots -= count
+        try:
+            await anyio.sleep(self.flavor.latency_s)
+        finally:
+            self._free_slots += count
+            self._slot_freed.set()
+            self._slot_freed = anyio.Event()
 
     def _route(self, path: str, body: Any) -> Reply:
         server = self.flavor.server

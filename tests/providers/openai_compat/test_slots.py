@@ -157,3 +157,39 @@ async def test_a_server_without_a_slot_count_is_not_limited_by_one(
                 for i in range(8):
                     tg.start_soon(provider.generate, StepRequest(problem=f"p{i}", n=2))
     assert app.max_in_flight_choices > 2
+
+
+@pytest.mark.parametrize("slots", ["taken first", "forgotten"])
+async def test_requests_wait_for_slots_here_not_past_their_deadline_in_the_server(
+    registered: list[str], slots: str
+) -> None:
+    # A server with 4 slots (it says so in /props) and 0.2 s per request: 8 requests for 2
+    # choices each at once take 4 turns there, 0.8 s, past a 0.5 s deadline for the last ones
+    # when they queue in the server; waiting for slots here, each deadline starts when it is sent.
+    from providers.openai_compat import RetryPolicy
+
+    app = FakeApp(Flavor(server="llama_server", latency_s=0.2, decoding_slots=4))
+    once = RetryPolicy(max_attempts=1)
+    async with serve(app) as url:
+        root = url.removesuffix("/v1")
+        registered.append(root)
+        async with OpenAIProvider("m", url, probe=True, timeout_s=0.5, retry=once) as provider:
+            await provider.prepare()
+            if slots == "forgotten":
+                forget(root)
+            failures: list[BaseException] = []
+
+            async def one(i: int) -> None:
+                try:
+                    await provider.generate(StepRequest(problem=f"p{i}", n=2))
+                except Exception as exc:
+                    failures.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                for i in range(8):
+                    tg.start_soon(one, i)
+    if slots == "taken first":
+        assert failures == []
+        assert app.max_in_flight_choices <= 4
+    else:
+        assert failures and all("timed out" in str(f) for f in failures)
