@@ -60,10 +60,11 @@ def _raise_soft_limit() -> None:
         if soft in (infinite, hard):
             return
         # The hard limit first; where the system refuses it (macOS above OPEN_MAX, Linux
-        # above nr_open when the hard limit is unlimited), OPEN_MAX.
-        for target in (hard, _MACOS_OPEN_MAX):
-            if target != infinite and (target <= soft or (hard != infinite and target > hard)):
-                continue
+        # above nr_open when the hard limit is unlimited), OPEN_MAX if that is still a raise.
+        targets = [hard]
+        if soft < _MACOS_OPEN_MAX and (hard == infinite or hard > _MACOS_OPEN_MAX):
+            targets.append(_MACOS_OPEN_MAX)
+        for target in targets:
             try:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             except (ValueError, OSError):

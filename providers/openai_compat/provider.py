@@ -309,8 +309,7 @@ class OpenAIProvider(UsesEndpoints):
             return await self._first(endpoint, request, prompt)
 
         def first_n(endpoint: Endpoint) -> int:
-            n = request.n if endpoint.supports_n is not False else 1
-            return min(n, endpoint.max_n or n)
+            return _first_choices(endpoint, request.n)
 
         key = request.problem
         completions = await self.endpoints.call(
@@ -346,9 +345,7 @@ class OpenAIProvider(UsesEndpoints):
     ) -> list[StepCompletion]:
         """The first request: with ``n`` (at most the endpoint's cap) unless this endpoint is
         known not to honour it."""
-        n = request.n if endpoint.supports_n is not False else 1
-        if endpoint.max_n is not None:
-            n = min(n, endpoint.max_n)
+        n = _first_choices(endpoint, request.n)
         try:
             got = await self._send(endpoint, request, prompt, n=n, seed=request.seed)
         except openai.BadRequestError as exc:
@@ -485,6 +482,13 @@ class OpenAIProvider(UsesEndpoints):
             build(text=text, finish_reason=reason, prompt_tokens=p, completion_tokens=k)
             for (text, reason), p, k in zip(steps, prompt_parts, completion_parts, strict=True)
         ]
+
+
+def _first_choices(endpoint: Endpoint, n: int) -> int:
+    """Choices the first request for ``n`` asks ``endpoint`` for: ``n``, at most its cap, or 1
+    where it is known not to honour ``n``."""
+    n = n if endpoint.supports_n is not False else 1
+    return min(n, endpoint.max_n or n)
 
 
 def _preset_for(mode: str, recommended: str) -> str:
