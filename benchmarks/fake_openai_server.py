@@ -106,52 +106,65 @@ class Replica:
         }
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        """The delay and the JSON answer of one generation request."""
+        """The delay and the JSON answer of one generation request (``prompt`` may be a list,
+        as vLLM takes it: ``n`` choices of each prompt in turn, the usage summed; the copies of
+        a prompt in one list sample as its ``n`` choices would)."""
         chat = path.endswith("/chat/completions")
         if chat:
-            prompt = "\n".join(str(m.get("content", "")) for m in body["messages"])
+            prompts = ["\n".join(str(m.get("content", "")) for m in body["messages"])]
         else:
-            prompt = str(body["prompt"])
+            raw = body["prompt"]
+            prompts = [str(p) for p in raw] if isinstance(raw, list) else [str(raw)]
         n = int(body.get("n") or 1)
         stops = body.get("stop") or ["\n\n"]
         stop = stops if isinstance(stops, str) else stops[0]
         keep = bool(body.get("include_stop_str_in_output"))
-        depth = prompt.count("Step ")
-        words = prompt.split()
         self.requests += 1
-        self.prompt_words += len(words)
         delay = self.config.latency_s
-        if self.config.per_token_s > 0:
-            cached = self.cache.lookup(words)
-            self.evaluated_words += len(words) - cached
-            delay += (len(words) - cached) * self.config.per_token_s
-        choices = []
-        for i in range(n):
-            if depth >= self.config.depth - 1:
-                text, extra = "The answer is \\boxed{4}.", None
-            else:
-                text = f"Step {depth + 1}: choice {i}."
-                if self.config.step_words:
-                    tag = zlib.crc32(f"{prompt}{i}".encode()) & 0xFFFF
-                    text += "".join(f" r{tag:x}{j}" for j in range(self.config.step_words))
-                extra = stop
-                if keep:
-                    text += stop
+        choices: list[dict[str, Any]] = []
+        copies: dict[str, int] = {}
+        prompt_words = 0
+        for prompt in prompts:
+            depth = prompt.count("Step ")
+            words = prompt.split()
+            prompt_words += len(words)
             if self.config.per_token_s > 0:
-                self.cache.insert(words + text.split())
-            choice: dict[str, Any] = {"index": i, "finish_reason": "stop", "stop_reason": extra}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": text}
-            else:
-                choice["text"] = text
-            choices.append(choice)
+                cached = self.cache.lookup(words)
+                self.evaluated_words += len(words) - cached
+                delay += (len(words) - cached) * self.config.per_token_s
+            first = copies.get(prompt, 0)
+            copies[prompt] = first + n
+            for i in range(first, first + n):
+                if depth >= self.config.depth - 1:
+                    text, extra = "The answer is \\boxed{4}.", None
+                else:
+                    text = f"Step {depth + 1}: choice {i}."
+                    if self.config.step_words:
+                        tag = zlib.crc32(f"{prompt}{i}".encode()) & 0xFFFF
+                        text += "".join(f" r{tag:x}{j}" for j in range(self.config.step_words))
+                    extra = stop
+                    if keep:
+                        text += stop
+                if self.config.per_token_s > 0:
+                    self.cache.insert(words + text.split())
+                choice: dict[str, Any] = {
+                    "index": len(choices),
+                    "finish_reason": "stop",
+                    "stop_reason": extra,
+                }
+                if chat:
+                    choice["message"] = {"role": "assistant", "content": text}
+                else:
+                    choice["text"] = text
+                choices.append(choice)
+        self.prompt_words += prompt_words
         answer = {
             "id": "bench",
             "object": "chat.completion" if chat else "text_completion",
             "created": 0,
             "model": body.get("model", "m"),
             "choices": choices,
-            "usage": {"prompt_tokens": len(words), "completion_tokens": 6 * n},
+            "usage": {"prompt_tokens": prompt_words, "completion_tokens": 6 * len(choices)},
         }
         return delay, answer
 

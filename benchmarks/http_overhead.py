@@ -6,7 +6,10 @@ solution ends after D steps. The PRM is an in-process scorer that sleeps L per c
 budget 64 then ideally takes D × 2L. Each workload is run three ways in the same sitting:
 
 - **provider**: ``OpenAIProvider`` under ``RebaseSearch`` (its direct HTTP/1.1 path), on the
-  event loop and frozen heap the commands use (``--loop``, ``--heap`` for the others);
+  event loop and frozen heap the commands use (``--loop``, ``--heap`` for the others), with
+  its default for vLLM of one request per problem and depth carrying every node's prompts
+  (``batch_prompts``; the search is unseeded so that it applies), and again with one request
+  per node (``batch_prompts=False``);
 - **no HTTP (search alone)**: the search with an in-process policy that sleeps L: the cost of
   the search itself, so "provider minus search alone" is what the provider adds;
 - with ``--compare``: the provider over the ``openai`` client (its default ``httpx2``
@@ -16,8 +19,9 @@ budget 64 then ideally takes D × 2L. Each workload is run three ways in the sam
   it; ``http1`` is the provider's own client (:mod:`providers.openai_compat.http1`) alone;
 
 and reports wall / ideal, wall / floor (the bare-aiohttp floor of the same run), and the
-client's CPU per request (``time.process_time`` / requests: CPU time, not wall, so it holds on
-a loaded machine).
+client's CPU per request (``time.process_time`` / the search's generation requests, one per
+expanded node, however many HTTP requests carried them: CPU time, not wall, so it holds on a
+loaded machine).
 
 ``--routing`` instead measures cache-aware routing over two replicas with a prefix-cache latency
 model (prompt words evaluated, least-loaded vs affinity).
@@ -188,9 +192,14 @@ async def run_provider(
     words: int = 0,
     via: Via = "direct",
     balance: tuple[int, float] = (32, 1.5),
+    batch: bool | None = None,
 ) -> tuple[Run, list[SearchResult]]:
     """Solve the workload's problems with the provider under ``RebaseSearch``; ``via``:
-    its JSON hot path, the ``openai`` client for every request, or no HTTP at all."""
+    its JSON hot path, the ``openai`` client for every request, or no HTTP at all; ``batch``:
+    the provider's ``batch_prompts`` (default: on, a vLLM server).
+
+    ``Run.requests`` counts the search's generation requests (one per expanded node), however
+    many HTTP requests carried them (in the detail)."""
     raised = workload.raised if workload.provider_raised is None else workload.provider_raised
     fixed = RAISED if raised else None
     pool = EndpointPool(
@@ -200,13 +209,14 @@ async def run_provider(
         balance_abs_threshold=balance[0],
         balance_rel_threshold=balance[1],
     )
-    config = RebaseConfig(budget=BUDGET, max_depth=workload.depth, seed=0)
+    config = RebaseConfig(budget=BUDGET, max_depth=workload.depth)  # unseeded: batched
     if workload.raised:
         config = config.model_copy(
             update={"max_concurrent_requests": RAISED, "max_concurrent_scores": RAISED}
         )
     scorer = SleepingScorer(workload.latency_s)
-    async with OpenAIProvider("m", urls, server="vllm", endpoints=pool) as provider:
+    provider = OpenAIProvider("m", urls, server="vllm", endpoints=pool, batch_prompts=batch)
+    async with provider:
         for endpoint in pool.endpoints:
             endpoint.transport.direct = via == "direct"
         policy = InProcessPolicy(workload.latency_s, workload.depth)
@@ -214,7 +224,7 @@ async def run_provider(
         await search.solve("warm up")  # imports, connections
 
         def sent() -> int:
-            return policy.requests + sum(e.requests for e in pool.endpoints)
+            return sum(e.requests for e in pool.endpoints)
 
         before = sent()
         cpu, wall = time.process_time(), time.perf_counter()
@@ -223,10 +233,11 @@ async def run_provider(
         )
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         limits = "/".join(str(e.limit.limit) for e in pool.endpoints)
-    detail = f"limit at end {limits}" if via != "none" else ""
+    expansions = sum(r.usage.provider_requests for r in results)
+    detail = f"{sent() - before} HTTP requests; limit at end {limits}" if via != "none" else ""
     if len(pool.endpoints) > 1:
-        detail = str(pool.escapes)
-    return Run(wall, cpu, sent() - before, detail), results
+        detail = f"{sent() - before} HTTP requests; {pool.escapes}"
+    return Run(wall, cpu, expansions, detail), results
 
 
 def _body(problem: str, depth: int, n: int) -> dict[str, Any]:
@@ -312,8 +323,12 @@ def table(selected: list[int], compare: bool) -> None:
         ideal = w.depth * 2 * w.latency_s
         with fake_server("--latency", str(w.latency_s), "--depth", str(w.depth)) as urls:
             got, results = _run(run_provider, urls, w)
+            single = _run(partial(run_provider, urls, w, batch=False))[0]
             alone = _run(partial(run_provider, urls, w, via="none"))[0]
-            extra: list[tuple[str, Run]] = [("no HTTP (search alone)", alone)]
+            extra: list[tuple[str, Run]] = [
+                ("provider, a request per node (batch_prompts=False)", single),
+                ("no HTTP (search alone)", alone),
+            ]
             if compare:
                 run = _run(partial(run_provider, urls, w, via="openai"))[0]
                 extra.append(("provider, openai client", run))
@@ -328,9 +343,14 @@ def table(selected: list[int], compare: bool) -> None:
         at_once = max(
             sum(len(rounds[d]) for rounds in patterns if d < len(rounds)) for d in range(depths)
         )
-        cpu = {label: r.cpu_s / max(1, r.requests) * 1e3 for label, r in [("p", got), ("s", alone)]}
+
+        def per_request(run: Run) -> float:
+            return run.cpu_s / max(1, run.requests) * 1e3
+
+        for run in (got, single):
+            added = per_request(run) - per_request(alone)
+            run.detail += f"; adds {added:.3f} ms/request over the search alone"
         got.detail += (
-            f"; adds {cpu['p'] - cpu['s']:.3f} ms/request over the search alone"
             f"; widest depth of one problem: {widest} choices; up to {at_once} requests a depth"
         )
         rows: list[tuple[str, Run]] = [("provider", got), *extra]

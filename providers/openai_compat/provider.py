@@ -18,6 +18,10 @@ One class, four ways to continue a partial solution (``mode``):
 ``continue_final_message``), ``"sglang"`` (``no_stop_trim``, ``continue_final_message``),
 ``"openai"`` (``max_completion_tokens``); ``"generic"``, ``"llama_server"`` and ``"ollama"``
 send plain OpenAI requests.
+
+On vLLM and SGLang in ``completions`` mode, the unseeded requests for one problem that arrive
+together (a depth's expansions) go out as one request with a list of prompts
+(``batch_prompts``, see :mod:`.batching`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any, Literal, cast
 import anyio
 import openai
 
+from providers.openai_compat.batching import BatchMember, PromptBatcher
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, Routing, UsesEndpoints
 from providers.openai_compat.probe import ProbeReport, Tokenizer, cached_probe, count_tokens
@@ -51,6 +56,8 @@ __all__ = ("Mode", "OpenAIProvider", "Server")
 Mode = Literal["completions", "chat_prefill", "chat_next_step", "ollama_raw"]
 Server = Literal["generic", "vllm", "sglang", "llama_server", "ollama", "openai"]
 _TOP_K_SERVERS = ("vllm", "sglang", "llama_server", "generic")
+_BATCH_SERVERS = ("vllm", "sglang")
+"""Servers whose ``/v1/completions`` is known to take a list of prompts (``batch_prompts``)."""
 """Servers that take ``top_k`` (OpenAI rejects unknown fields)."""
 logger = logging.getLogger("providers.openai_compat")
 _PATHS: dict[str, str] = {
@@ -107,6 +114,11 @@ class OpenAIProvider(UsesEndpoints):
             problem's requests on one replica (its prefix cache holds the problem's tree)
             unless that replica runs ahead of the others; ``"least_loaded"`` ignores the
             problem (see :class:`EndpointPool`).
+        batch_prompts: Send the unseeded requests for one problem that arrive together as one
+            ``/completions`` request with a list of prompts (see :mod:`.batching`): fewer
+            requests for the client and the server to handle, the same samples. ``None`` (the
+            default): on for ``server="vllm"`` and ``"sglang"`` in ``completions`` mode.
+            ``True`` needs ``completions`` mode and a server that takes a list of prompts.
 
     Usage: with ``n > 1`` a server whose ``usage.completion_tokens`` counts one choice
     (llama-server; the probe finds others) gets each choice counted on its own, with the
@@ -139,9 +151,16 @@ class OpenAIProvider(UsesEndpoints):
         preset: Preset | None = None,
         probe: bool = False,
         routing: Routing = "cache_aware",
+        batch_prompts: bool | None = None,
     ) -> None:
         if mode != "auto" and mode not in _PATHS:
             raise ValueError(f"mode must be one of {sorted(_PATHS)} or 'auto', got {mode!r}")
+        if batch_prompts and mode not in ("completions", "auto"):
+            raise ValueError(
+                f"batch_prompts=True needs mode='completions' (a list of raw prompts), got "
+                f"mode={mode!r}"
+            )
+        self.batch_prompts = batch_prompts
         if not probe and "auto" in (mode, server):
             raise ValueError("mode='auto' and server='auto' need probe=True")
         if mode == "ollama_raw":
@@ -183,6 +202,7 @@ class OpenAIProvider(UsesEndpoints):
                 endpoint.supports_n, endpoint.n_explicit = False, True
         self._prefixes: OrderedDict[str, str] = OrderedDict()
         self._builder = self._make_builder()
+        self._batcher = PromptBatcher(self._send_batch, self._generate_one)
         if preset is not None:
             self.use_preset(preset, template_given=template is not None)
 
@@ -264,6 +284,11 @@ class OpenAIProvider(UsesEndpoints):
                 self.server = cast(Server, report.server)
             if self._auto["mode"]:
                 self.mode = cast(Mode, report.mode)
+                if self.batch_prompts and self.mode != "completions":
+                    raise ProviderError(
+                        f"batch_prompts=True needs mode 'completions'; the probe chose "
+                        f"{self.mode!r} for {self.endpoints.endpoints[0].base_url}"
+                    )
                 if self.mode == "ollama_raw":
                     for endpoint in self.endpoints.endpoints:
                         endpoint.supports_n, endpoint.n_explicit = False, True
@@ -276,6 +301,21 @@ class OpenAIProvider(UsesEndpoints):
 
     def __repr__(self) -> str:
         return f"OpenAIProvider({self.model!r}, mode={self.mode!r}, {self.endpoints!r})"
+
+    @property
+    def batching(self) -> bool:
+        """Whether unseeded requests for one problem that arrive together are batched (see
+        ``batch_prompts``; decided by the probe's server and mode where they are probed)."""
+        if self.mode != "completions":
+            return False
+        if self.batch_prompts is not None:
+            return self.batch_prompts
+        return self.server in _BATCH_SERVERS
+
+    @property
+    def batches_sent(self) -> int:
+        """Requests sent so far that carried the prompts of several requests."""
+        return self._batcher.batches_sent
 
     @property
     def keeps_delimiter(self) -> bool:
@@ -300,6 +340,12 @@ class OpenAIProvider(UsesEndpoints):
         """
         await self.prepare()
         prompt = await self._prompt(request)
+        if prompt is not None and request.seed is None and self.batching:
+            return await self._batcher.generate(request, prompt)
+        return await self._generate_one(request, prompt)
+
+    async def _generate_one(self, request: StepRequest, prompt: str | None) -> list[StepCompletion]:
+        """:meth:`generate` for one request on its own."""
         path = _PATHS[self.mode]
         at_root = self.mode == "ollama_raw"
         seen: list[Endpoint] = []
@@ -339,6 +385,35 @@ class OpenAIProvider(UsesEndpoints):
             rest = await gather([more(i, min(size, request.n - i)) for i in starts])
             completions += [c for got in rest for c in got][:missing]
         return completions[: request.n]
+
+    async def _send_batch(self, members: Sequence[BatchMember]) -> list[list[StepCompletion]]:
+        """One request for every member's choices (its prompt ``n`` times); each member's
+        completions, the reported sums split over them (see :mod:`.batching`)."""
+        request = members[0].request  # the members share everything but the prompt and n
+        prompts = [m.prompt for m in members for _ in range(m.request.n)]
+
+        async def op(endpoint: Endpoint) -> tuple[list[Choice], int, int]:
+            return await self._builder.send_prompts(endpoint, request, prompts)
+
+        choices, prompt_tokens, completion_tokens = await self.endpoints.call(
+            op,
+            path="/completions",
+            model=self.model,
+            affinity=request.problem,
+            choices=lambda endpoint: len(prompts),
+        )
+        steps = self._completions(
+            choices,
+            request,
+            prompt_tokens,
+            completion_tokens,
+            prompt_weights=[len(p) for p in prompts],
+        )
+        parts, start = [], 0
+        for member in members:
+            parts.append(steps[start : start + member.request.n])
+            start += member.request.n
+        return parts
 
     async def _first(
         self, endpoint: Endpoint, request: StepRequest, prompt: str | None
@@ -458,7 +533,12 @@ class OpenAIProvider(UsesEndpoints):
         prompt_tokens: int,
         completion_tokens: int,
         counts: list[int] | None = None,
+        *,
+        prompt_weights: list[int] | None = None,
     ) -> list[StepCompletion]:
+        """Each choice as a step, with its share of the usage: ``counts`` (each choice's own
+        completion tokens) or the reported count split by text length; the prompt tokens split
+        by ``prompt_weights`` (default: evenly, one prompt for every choice)."""
         steps = [
             to_step(
                 c.text,
@@ -469,7 +549,7 @@ class OpenAIProvider(UsesEndpoints):
             )
             for c in choices
         ]
-        prompt_parts = split_tokens(prompt_tokens, [1] * len(steps))
+        prompt_parts = split_tokens(prompt_tokens, prompt_weights or [1] * len(steps))
         completion_parts = (
             counts
             if counts is not None

@@ -162,6 +162,32 @@ class RequestBuilder:
         data = await endpoint.post(path, body)
         return _read_choices(data, endpoint.base_url + path, chat=path != "/completions")
 
+    async def send_prompts(
+        self, endpoint: Endpoint, request: StepRequest, prompts: list[str]
+    ) -> tuple[list[Choice], int, int]:
+        """One ``/completions`` request for one choice of each of ``prompts`` (vLLM's and
+        SGLang's list of prompts; without ``n`` and without a seed, see :mod:`.batching`).
+
+        Raises:
+            ProviderError: The answer's choices do not match the prompts one for one.
+        """
+        body: dict[str, Any] = {"model": self.model, "prompt": prompts}
+        body["max_tokens"] = request.max_tokens
+        body["temperature"] = request.temperature
+        body["top_p"] = request.top_p
+        body["stop"] = list(request.stop)
+        body.update(self._extensions(request))
+        url = endpoint.base_url + "/completions"
+        choices, prompt_tokens, completion_tokens = _read_choices(
+            await endpoint.post("/completions", body), url, chat=False
+        )
+        if len(choices) != len(prompts):
+            raise ProviderError(
+                f"{url}: {len(choices)} choices for a list of {len(prompts)} prompts; a server "
+                "that does not take a list of prompts needs batch_prompts=False"
+            )
+        return choices, prompt_tokens, completion_tokens
+
     async def _ollama(
         self, endpoint: Endpoint, request: StepRequest, prompt: str, seed: int | None
     ) -> tuple[list[Choice], int, int]:

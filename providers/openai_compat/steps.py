@@ -118,6 +118,6 @@ def split_tokens(total: int, weights: Sequence[int]) -> list[int]:
     The parts always add up to ``total`` (largest remainders get the leftover), so usage summed
     over completions equals what the server reported: nothing lost or counted twice.
     """
-    if not weights:
-        return []
+    if len(weights) < 2:
+        return [max(0, total)] * len(weights)  # most requests: one choice
     return split_proportionally(max(0, total), [max(1, w) for w in weights])

@@ -63,6 +63,8 @@ class Flavor:
     in ``/v1/models``; or nothing."""
     completions: bool = True
     """Serve raw ``/v1/completions`` (False: 404, as a chat-only API)."""
+    max_prompt_words: int | None = None
+    """A longer prompt (one of a list, too) gets vLLM's 400 for a prompt past the context."""
     decoding_slots: int | None = None
     """Choices decoded at once (llama-server's ``-np``): a request for ``n`` waits, unseen by
     the client, until ``n`` are free, then takes ``latency_s``; ``None``: no such limit."""
@@ -287,22 +289,33 @@ class FakeApp:
         else:
             raw = body["prompt"]
             prompts = [str(p) for p in raw] if isinstance(raw, list) else [str(raw)]
+        longest = max(_words(p) for p in prompts)
+        if self.flavor.max_prompt_words is not None and longest > self.flavor.max_prompt_words:
+            message = (
+                f"This model's maximum context length is {self.flavor.max_prompt_words} tokens. "
+                f"However, your request has {longest} input tokens."
+            )
+            error = {"message": message, "type": "BadRequestError", "code": 400}
+            return Reply(400, {"object": "error", **error})
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else list(stops)
         keep = bool(body.get("include_stop_str_in_output") or body.get("no_stop_trim"))
         choices = []
         completion_tokens = 0
-        for j, prompt in enumerate(prompts):
+        copies: dict[str, int] = {}  # the copies of a prompt in a list sample as its n choices
+        for prompt in prompts:
             labels = self.logprobs_for(prompt)
             want_logprobs = body.get("logprobs") and labels  # {}: a server without logprobs
-            for i in range(n):
+            first = copies.get(prompt, 0)
+            copies[prompt] = first + n
+            for i in range(first, first + n):
                 sample = self._sample(prompt, i, stops, int(body.get("max_tokens") or 16))
                 text, extra = self._sample_text(sample, stops, keep)
                 self.generated_tokens += _words(text)
-                if self.flavor.usage == "every_choice" or i == n - 1:
+                if self.flavor.usage == "every_choice" or i == first + n - 1:
                     completion_tokens += _words(text)
                 finish = "length" if sample.end == "length" else "stop"
-                choice: dict[str, Any] = {"index": j * n + i, "finish_reason": finish, **extra}
+                choice: dict[str, Any] = {"index": len(choices), "finish_reason": finish, **extra}
                 if chat:
                     choice["message"] = {"role": "assistant", "content": text}
                     if want_logprobs:
