@@ -33,6 +33,10 @@ Options (``--option KEY=VALUE`` on the command line, ``options`` in a server rou
   one request (``on``), one request per child (``off``), or as the probe (or the first
   request) finds the server (``auto``). On llama-server ``off`` avoids its wait for ``n`` free
   slots at once, at the price of evaluating every child's prompt in its own slot;
+- ``batch_prompts`` (``auto``, the default, ``on`` or ``off``): send the unseeded requests for
+  one problem that arrive together (a depth's nodes) as one ``/completions`` request with a list
+  of prompts (:mod:`providers.openai_compat.batching`): ``auto`` does where the server is vLLM or
+  SGLang in ``completions`` mode; ``on`` insists (``completions`` mode only);
 - ``api_key_env``: the environment variable that holds the API key (default
   ``OPENAI_API_KEY``). Keys are never taken as option values, which end up in shell history
   and process lists.
@@ -148,6 +152,7 @@ _KNOWN = {
     "scorer_api",
     "calculator",
     "supports_n",
+    "batch_prompts",
 }
 
 
@@ -191,13 +196,8 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
             "calculator=on continues a step in place; mode chat_next_step ends each step as a "
             "turn: use mode=completions or chat_prefill, or calculator=off"
         )
-    supports_n = options.get("supports_n", "auto")
-    try:
-        send_n = (
-            None if supports_n.strip().lower() == "auto" else parse_flag("supports_n", supports_n)
-        )
-    except ValueError:
-        raise ValueError(f"supports_n must be auto, on or off, got {supports_n!r}") from None
+    send_n = _auto_flag(options, "supports_n")
+    batch_prompts = _auto_flag(options, "batch_prompts")
     key_env = options.get("api_key_env", "OPENAI_API_KEY")
     api_key = os.environ.get(key_env)
     urls = options.get("base_url", "http://localhost:8000/v1").split(",")
@@ -212,6 +212,7 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
         preset=preset,
         probe=probing,
         supports_n=send_n,
+        batch_prompts=batch_prompts,
     )
     policy = _with_calculator(provider, calculator, probing=probing, mode=mode)
     if scorer_kind == "none":
@@ -224,6 +225,17 @@ def openai_backend(**options: str) -> tuple[OpenAIProvider | ServerCalculator, S
         options.get("scorer_model", options["model"]), scorer_urls, api_key=api_key, **extra
     )
     return policy, scorer
+
+
+def _auto_flag(options: dict[str, str], name: str) -> bool | None:
+    """Option ``name``: ``auto`` (or absent) is ``None``, else on or off."""
+    value = options.get(name, "auto")
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return parse_flag(name, value)
+    except ValueError:
+        raise ValueError(f"{name} must be auto, on or off, got {value!r}") from None
 
 
 def _with_calculator(

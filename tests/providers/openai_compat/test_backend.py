@@ -42,6 +42,11 @@ def test_options_build_provider_and_scorer(monkeypatch: pytest.MonkeyPatch) -> N
         ({"model": "m", "scorer": "orm"}, "scorer must be one of"),
         ({"model": "m", "api_key": "sk-1"}, "unknown openai backend options ['api_key']"),
         ({"model": "m", "supports_n": "maybe"}, "supports_n must be auto, on or off, got 'maybe'"),
+        ({"model": "m", "batch_prompts": "x"}, "batch_prompts must be auto, on or off, got 'x'"),
+        (
+            {"model": "m", "probe": "off", "mode": "chat_prefill", "batch_prompts": "on"},
+            "batch_prompts=True needs mode='completions'",
+        ),
     ],
 )
 def test_bad_options_are_named(options: dict[str, str], message: str) -> None:
@@ -66,3 +71,20 @@ def test_supports_n_is_decided_per_server_unless_given(
     provider, _ = openai_backend(model="m", server=server, probe="off", supports_n=supports_n)
     assert isinstance(provider, OpenAIProvider)
     assert [e.supports_n for e in provider.endpoints.endpoints] == [sent]
+
+
+@pytest.mark.parametrize(
+    ("server", "batch_prompts", "batching"),
+    [
+        ("vllm", "auto", True),
+        ("sglang", "auto", True),
+        ("generic", "auto", False),
+        ("vllm", "off", False),
+        ("generic", "on", True),
+    ],
+)
+def test_batch_prompts_is_decided_per_server_unless_given(
+    server: str, batch_prompts: str, batching: bool
+) -> None:
+    provider, _ = openai_backend(model="m", server=server, probe="off", batch_prompts=batch_prompts)
+    assert isinstance(provider, OpenAIProvider) and provider.batching is batching
