@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anyio
 import pytest
 
 from providers.openai_compat import OpenAIProvider
+from providers.openai_compat.batching import BatchMember, PromptBatcher
 from providers.openai_compat.retry import RetryPolicy
 from rebase_agent import (
     ProviderError,
@@ -214,3 +217,33 @@ async def test_a_search_sends_one_request_a_depth_and_counts_what_the_server_ser
     assert result.usage.completion_tokens == app.usage_sent["completion_tokens"]
     assert result.usage.prompt_tokens == app.usage_sent["prompt_tokens"]
     assert len(result.candidates) == 16
+
+
+async def test_a_batch_carries_at_most_max_prompts_and_the_rest_start_another() -> None:
+    sent: list[list[str]] = []
+
+    async def send_batch(members: Sequence[BatchMember]) -> list[list[StepCompletion]]:
+        sent.append([m.prompt for m in members for _ in range(m.request.n)])
+        return [[StepCompletion(text=m.prompt, finish_reason="step")] * m.request.n for m in members]
+
+    async def send_one(request: StepRequest, prompt: str) -> list[StepCompletion]:
+        sent.append([prompt] * request.n)
+        return [StepCompletion(text=prompt, finish_reason="step")] * request.n
+
+    batcher = PromptBatcher(send_batch, send_one, max_prompts=4)
+    got: dict[str, list[StepCompletion]] = {}
+
+    async def one(tag: str, n: int) -> None:
+        got[tag] = await batcher.generate(StepRequest(problem="p", n=n), tag)
+
+    async with anyio.create_task_group() as tg:
+        for k, n in enumerate([2, 2, 2, 2, 5, 1]):
+            tg.start_soon(one, f"t{k}", n)
+    expected = [["t0", "t0", "t1", "t1"], ["t2", "t2", "t3", "t3"], ["t4"] * 5, ["t5"]]
+    assert sorted(sent) == expected  # t4 alone: more than max_prompts by itself
+    assert {tag: [c.text for c in cs] for tag, cs in got.items()} == {
+        f"t{k}": [f"t{k}"] * n for k, n in enumerate([2, 2, 2, 2, 5, 1])
+    }
+    assert batcher.batches_sent == 2
+    with pytest.raises(ValueError, match="max_prompts must be >= 1, got 0"):
+        PromptBatcher(send_batch, send_one, max_prompts=0)
