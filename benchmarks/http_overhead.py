@@ -24,7 +24,7 @@ expanded node, however many HTTP requests carried them: CPU time, not wall, so i
 loaded machine).
 
 ``--routing`` instead measures cache-aware routing over two replicas with a prefix-cache latency
-model (prompt words evaluated, least-loaded vs affinity).
+model (prompt words evaluated, least-loaded vs affinity), with one request per node.
 
 Run from the repository root::
 
@@ -404,9 +404,9 @@ def routing(
         args += ["--per-token-ms", str(per_token_ms), "--cache-blocks", str(cache_blocks)]
         args += ["--step-words", str(step_words)]
         with fake_server(*args) as urls:
-            got, _ = _run(
-                partial(run_provider, urls, w, routing=policy, words=words, balance=balance)
-            )
+            # One request per node: what a replica's cache sees from routing alone.
+            run = partial(run_provider, urls, w, routing=policy, words=words, batch=False)
+            got, _ = _run(partial(run, balance=balance))
             stats = _run(_stats, urls)
         sent = sum(s["prompt_words"] for s in stats)
         evaluated = sum(s["evaluated_words"] for s in stats)
