@@ -56,9 +56,9 @@ __all__ = ("Mode", "OpenAIProvider", "Server")
 Mode = Literal["completions", "chat_prefill", "chat_next_step", "ollama_raw"]
 Server = Literal["generic", "vllm", "sglang", "llama_server", "ollama", "openai"]
 _TOP_K_SERVERS = ("vllm", "sglang", "llama_server", "generic")
+"""Servers that take ``top_k`` (OpenAI rejects unknown fields)."""
 _BATCH_SERVERS = ("vllm", "sglang")
 """Servers whose ``/v1/completions`` is known to take a list of prompts (``batch_prompts``)."""
-"""Servers that take ``top_k`` (OpenAI rejects unknown fields)."""
 logger = logging.getLogger("providers.openai_compat")
 _PATHS: dict[str, str] = {
     "completions": "/completions",
