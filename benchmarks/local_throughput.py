@@ -13,7 +13,7 @@ contender:
   -kvu``, started here from ``--llama-server PATH`` (sent ``top_k=0, min_p=0``: the same exact
   sampling; ``n`` per parent on the tree, ``n`` requests on the eval, where ``n`` per parent
   stalls llama-server's slot scheduler next to the judge's requests);
-* the ceiling: ``llama-batched-bench`` at batch sizes 16 and 32 (``--batched-bench PATH``),
+* the ceiling: ``llama-batched-bench`` at batch sizes 1 to 32 (``--batched-bench PATH``),
   decoding that many sequences after a shared prompt.
 
 Workloads:
@@ -35,9 +35,12 @@ Workloads:
    ``--step-tokens`` tokens from one prompt, no stop, through the provider at widths 1, 4, 8, 16.
 
 For each: generated tokens per second (policy tokens over wall time), that as a fraction of
-batched-bench at batch 16, and prompt tokens evaluated over unique prompt tokens (the nodes of a
-trie of every prompt sent, policy and judge; below 1 means generated steps were not evaluated
-again as prompts; llama-server's count is its ``prompt_tokens_total`` metric).
+batched-bench at batch 16; for the local provider, the batch generation ran at (its mean sampled
+rows per ``llama_decode``), the share of the wall time spent in ``llama_decode``, and the tokens
+per second as a fraction of batched-bench at that batch size (interpolated between the sizes 1
+to 32 it ran, linearly in log size); and prompt tokens evaluated over unique prompt tokens (the
+nodes of a trie of every prompt sent, policy and judge; below 1 means generated steps were not
+evaluated again as prompts; llama-server's count is its ``prompt_tokens_total`` metric).
 
 Usage::
 
@@ -54,7 +57,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
+import math
 import re
 import signal
 import socket
@@ -96,6 +101,10 @@ class Row:
     unique: int
     """Distinct prompt tokens sent (policy and judge)."""
     note: str = ""
+    batch: float | None = None
+    """The local engine's mean sampled rows per ``llama_decode`` (generation's batch size)."""
+    decode_share: float | None = None
+    """The local engine's time in ``llama_decode`` over the wall time."""
 
 
 class Trie:
@@ -263,10 +272,25 @@ def server_provider(
     )
 
 
+BENCH_SIZES = (1, 2, 4, 8, 16, 32)
+
+
+def at_batch(ceiling: dict[int, float], batch: float) -> float | None:
+    """batched-bench's decode tokens/s at ``batch`` sequences: interpolated between the sizes
+    it ran (linearly in log batch size), or ``None`` outside them."""
+    sizes = sorted(ceiling)
+    for low, high in itertools.pairwise(sizes):
+        if low <= batch <= high:
+            t = (math.log(batch) - math.log(low)) / (math.log(high) - math.log(low))
+            return ceiling[low] + t * (ceiling[high] - ceiling[low])
+    return ceiling.get(round(batch))
+
+
 def batched_bench(binary: str, model: str, args: argparse.Namespace) -> dict[int, float]:
-    """llama-batched-bench's decode tokens/s (S_TG) at batch sizes 16 and 32."""
+    """llama-batched-bench's decode tokens/s (S_TG) at batch sizes 1 to 32."""
     command = [binary, "-m", model, "-c", "4096", "-b", "2048", "-ub", "512", "-npp", "256"]
-    command += ["-ntg", str(args.step_tokens), "-npl", "16,32", "-pps", "-kvu"]
+    command += ["-ntg", str(args.step_tokens), "-npl", ",".join(map(str, BENCH_SIZES)), "-pps"]
+    command += ["-kvu"]
     if args.threads:
         command += ["-t", str(args.threads)]
     if args.repack == "off":
@@ -427,14 +451,23 @@ def run_contender(
     """One contender on one workload, from a fresh cache."""
     template = FEW_SHOT_TEMPLATE if workload == "eval" else None
 
-    def row(rec: Recorder, seconds: float, evaluated: int | None, note: str = "") -> Row:
+    def row(
+        rec: Recorder,
+        seconds: float,
+        evaluated: int | None,
+        note: str = "",
+        engine: tuple[float, float] | None = None,
+    ) -> Row:
         unique = shape.unique(rec)
+        busy = "" if engine is None else f", batch {engine[0]:.1f}, decoding {engine[1]:.0%}"
         print(
             f"  {workload:<5} {name:<22} {rec.tokens:6d} tokens {seconds:7.1f} s "
-            f"{rec.tokens / seconds:7.1f} tok/s, prompt evaluated {evaluated} / unique {unique}",
+            f"{rec.tokens / seconds:7.1f} tok/s, prompt evaluated {evaluated} / unique {unique}"
+            f"{busy}",
             flush=True,
         )
-        return Row(workload, name, rec.tokens, seconds, evaluated, unique, note)
+        batch, share = engine if engine is not None else (None, None)
+        return Row(workload, name, rec.tokens, seconds, evaluated, unique, note, batch, share)
 
     if name == "sequential":
         seq = Sequential(path, shape.policy, args)
@@ -476,7 +509,9 @@ def run_contender(
         return row(rec, seconds, evaluated, f"{correct}/{args.problems}" if correct >= 0 else "")
     top_k = 0 if name == "provider exact" else args.top_k
     with local_pair(model, args, top_k, template) as (provider, scorer):
-        before = provider.engine.tokens_evaluated
+        e = provider.engine
+        before = e.tokens_evaluated
+        calls, sampled, busy = e.decode_calls, e.sampled_rows, e.decode_s
         if workload == "tree":
             rec, seconds = anyio.run(tree, provider, args)
             note = ""
@@ -484,8 +519,9 @@ def run_contender(
             rec, seconds, correct = anyio.run(evaluate, provider, scorer, args)
             note = f"{correct}/{args.problems}"
         # Every token evaluated, less the sampled ones fed back (all but each sequence's last).
-        evaluated = provider.engine.tokens_evaluated - before - (rec.tokens - rec.completions)
-        return row(rec, seconds, evaluated, note)
+        evaluated = e.tokens_evaluated - before - (rec.tokens - rec.completions)
+        batch = (e.sampled_rows - sampled) / max(1, e.decode_calls - calls)
+        return row(rec, seconds, evaluated, note, (batch, (e.decode_s - busy) / seconds))
 
 
 def main() -> None:
@@ -587,18 +623,24 @@ def report(rows: list[Row], ceiling: dict[int, float], args: argparse.Namespace)
     )
     print(
         "| workload | contender | tokens | s | tok/s | of batched-bench (16) "
-        "| prompt evaluated / unique | correct |"
+        "| batch, decoding | of batched-bench at that batch | prompt evaluated / unique "
+        "| correct |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         rate = r.tokens / r.seconds if r.seconds else 0.0
         frac = f"{rate / top:.2f}" if top else "-"
+        same, engine = "-", "-"
+        if r.batch is not None and r.decode_share is not None:
+            engine = f"{r.batch:.1f}, {r.decode_share:.0%}"
+            bench = at_batch(ceiling, r.batch) if ceiling else None
+            same = f"{rate / bench:.2f}" if bench else "-"
         ratio = "-"
         if r.evaluated is not None and r.unique:
             ratio = f"{r.evaluated / r.unique:.2f} ({r.evaluated}/{r.unique})"
         print(
             f"| {r.workload} | {r.contender} | {r.tokens} | {r.seconds:.1f} | {rate:.1f} "
-            f"| {frac} | {ratio} | {r.note} |"
+            f"| {frac} | {engine} | {same} | {ratio} | {r.note} |"
         )
     if ceiling:
         print(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -123,6 +124,11 @@ class Engine:
         """``llama_decode`` calls so far (for tests and benchmarks)."""
         self.tokens_evaluated = 0
         """Tokens evaluated so far, prompt and generated (for tests and benchmarks)."""
+        self.sampled_rows = 0
+        """Of those, rows of a sequence being sampled (one token each; the rest are prompt
+        rows): over :attr:`decode_calls`, the batch size generation ran at."""
+        self.decode_s = 0.0
+        """Seconds spent in ``llama_decode`` so far."""
         self.users = 1
         """Owners (a provider, a scorer) that :meth:`release` it; it closes with the last."""
         if shareable:
@@ -219,13 +225,17 @@ class Engine:
         self._loop.add(joining)
         return ended
 
-    def decode(self, n_tokens: int) -> int:
-        """Decode the first ``n_tokens`` of :attr:`batch`; return llama.cpp's status."""
+    def decode(self, n_tokens: int, sampled: int = 0) -> int:
+        """Decode the first ``n_tokens`` of :attr:`batch` (``sampled`` of them rows of
+        sequences being sampled); return llama.cpp's status."""
         self.batch.n_tokens = n_tokens
+        started = time.perf_counter()
         status = int(llama_cpp.llama_decode(self.ctx, self.batch))
+        self.decode_s += time.perf_counter() - started
         if status == 0:
             self.decode_calls += 1
             self.tokens_evaluated += n_tokens
+            self.sampled_rows += sampled
         return status
 
     def put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:

@@ -88,13 +88,13 @@ class Run:
                 st.job.done = True
         self._admit()
         self._fork_late()
-        n = self._fill()
+        n, sampled = self._fill()
         if n == 0 and self._in_flight():
             for st in self.states:
                 self._fail(st, ProviderError("llama.cpp engine stalled with nothing to decode"))
         elif n > 0:
             try:
-                self._decode(n)
+                self._decode(n, sampled)
             except ProviderError as exc:
                 for st in self.states:
                     if st.live or (st.prefill is not None and st.prefill.chunk):
@@ -269,14 +269,16 @@ class Run:
 
     # -- one batch --------------------------------------------------------------------------
 
-    def _fill(self) -> int:
-        """Put one token per live continuation, then prompt chunks, into the batch."""
+    def _fill(self) -> tuple[int, int]:
+        """Put one token per live continuation, then prompt chunks, into the batch; return the
+        rows in all and the live continuations' rows."""
         e, n = self.e, 0
         for st in self.states:
             for child in st.live:
                 e.put(n, child.token, child.pos, child.seq, True)
                 child.row = n
                 n += 1
+        sampled = n
         for st in self.states:
             pf = st.prefill
             if pf is None:
@@ -290,14 +292,14 @@ class Run:
                 if read:
                     pf.rows[pos] = n
                 n += 1
-        return n
+        return n, sampled
 
-    def _decode(self, n: int) -> None:
-        status = self.e.decode(n)
+    def _decode(self, n: int, sampled: int) -> None:
+        status = self.e.decode(n, sampled)
         if status == 1:  # no KV slot: free every cached prefix and try once more
             logger.info("llama.cpp found no KV slot for %d tokens; dropping cached prefixes", n)
             self.pool.clear()
-            status = self.e.decode(n)
+            status = self.e.decode(n, sampled)
         if status != 0:
             raise ProviderError(
                 f"llama_decode failed with status {status} on a batch of {n} tokens "

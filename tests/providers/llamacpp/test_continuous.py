@@ -191,9 +191,9 @@ async def test_scoring_rides_in_the_policys_batches(make_provider: Any, tiny_mod
     batches: list[int] = []
     decode = engine.decode
 
-    def recording(n_tokens: int) -> int:
+    def recording(n_tokens: int, sampled: int = 0) -> int:
         batches.append(n_tokens)
-        return decode(n_tokens)
+        return decode(n_tokens, sampled)
 
     engine.decode = recording  # type: ignore[method-assign]
     request = ScoreRequest(problem="what is 2+3?", solutions=(("2 and 3 is 5\n\n",),))
@@ -242,3 +242,22 @@ async def test_prompts_sharing_a_prefix_in_flight_evaluate_it_once(make_provider
     evaluated = sum(c.prompt_tokens for r in results for c in r)
     assert evaluated == len(first) + len(second) - shared  # the second forked the first's
     assert [len(r) for r in results] == [2, 2]
+
+
+async def test_the_engine_counts_the_rows_it_sampled_apart_from_prompt_rows(
+    make_provider: Any,
+) -> None:
+    provider = make_provider(n_ctx=1024, n_seq_max=8, prefix_cache=False)
+    engine = provider.engine
+    async with anyio.create_task_group() as tg:  # 3 + 2 sequences in one decode loop
+        tg.start_soon(provider.generate, req(n=3))
+        tg.start_soon(provider.generate, req("what is 7+1?", n=2))
+    prompt_rows = engine.tokens_evaluated - engine.sampled_rows
+    prompts = len(provider.tokenize_prompt("what is 2+3?", "")) + len(
+        provider.tokenize_prompt("what is 7+1?", "")
+    )
+    # Each sequence feeds back all its 12 tokens but the last; its first comes from a prompt row.
+    assert engine.sampled_rows == 5 * 11
+    assert prompt_rows == prompts  # each prompt once, its children forked from it
+    assert 3.0 < engine.sampled_rows / engine.decode_calls <= 5.0  # generation's batch size
+    assert engine.decode_s > 0.0

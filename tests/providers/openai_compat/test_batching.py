@@ -224,7 +224,8 @@ async def test_a_batch_carries_at_most_max_prompts_and_the_rest_start_another() 
 
     async def send_batch(members: Sequence[BatchMember]) -> list[list[StepCompletion]]:
         sent.append([m.prompt for m in members for _ in range(m.request.n)])
-        return [[StepCompletion(text=m.prompt, finish_reason="step")] * m.request.n for m in members]
+        step = "step"
+        return [[StepCompletion(text=m.prompt, finish_reason=step)] * m.request.n for m in members]
 
     async def send_one(request: StepRequest, prompt: str) -> list[StepCompletion]:
         sent.append([prompt] * request.n)
