@@ -38,7 +38,9 @@ For each: generated tokens per second (policy tokens over wall time), that as a 
 batched-bench at batch 16; for the local provider, the batch generation ran at (its mean sampled
 rows per ``llama_decode``), the share of the wall time spent in ``llama_decode``, and the tokens
 per second as a fraction of batched-bench at that batch size (interpolated between the sizes 1
-to 32 it ran, linearly in log size); and prompt tokens evaluated over unique prompt tokens (the
+to 32 it ran, linearly in log size), and batched-bench's own time for the same work (the sampled
+tokens at its decode speed at that batch, the prompt tokens evaluated, policy's and judge's, at
+its prompt speed) over the wall time; and prompt tokens evaluated over unique prompt tokens (the
 nodes of a trie of every prompt sent, policy and judge; below 1 means generated steps were not
 evaluated again as prompts; llama-server's count is its ``prompt_tokens_total`` metric).
 
@@ -63,6 +65,7 @@ import math
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -273,12 +276,14 @@ def server_provider(
 
 
 BENCH_SIZES = (1, 2, 4, 8, 16, 32)
+PREFILL = 0
+"""The key of batched-bench's prompt tokens/s in :func:`batched_bench`'s answer."""
 
 
 def at_batch(ceiling: dict[int, float], batch: float) -> float | None:
     """batched-bench's decode tokens/s at ``batch`` sequences: interpolated between the sizes
     it ran (linearly in log batch size), or ``None`` outside them."""
-    sizes = sorted(ceiling)
+    sizes = sorted(size for size in ceiling if size != PREFILL)
     for low, high in itertools.pairwise(sizes):
         if low <= batch <= high:
             t = (math.log(batch) - math.log(low)) / (math.log(high) - math.log(low))
@@ -287,7 +292,8 @@ def at_batch(ceiling: dict[int, float], batch: float) -> float | None:
 
 
 def batched_bench(binary: str, model: str, args: argparse.Namespace) -> dict[int, float]:
-    """llama-batched-bench's decode tokens/s (S_TG) at batch sizes 1 to 32."""
+    """llama-batched-bench's decode tokens/s (S_TG) at batch sizes 1 to 32, and under key 0
+    its prompt tokens/s (S_PP: 256-token prompts; the median over the sizes)."""
     command = [binary, "-m", model, "-c", "4096", "-b", "2048", "-ub", "512", "-npp", "256"]
     command += ["-ntg", str(args.step_tokens), "-npl", ",".join(map(str, BENCH_SIZES)), "-pps"]
     command += ["-kvu"]
@@ -297,10 +303,14 @@ def batched_bench(binary: str, model: str, args: argparse.Namespace) -> dict[int
         command += ["--no-repack"]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600).stdout
     rates: dict[int, float] = {}
+    prefill: list[float] = []
     for line in out.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 8 and cells[2].isdigit():
             rates[int(cells[2])] = float(cells[7])  # B, S_TG t/s
+            prefill.append(float(cells[5]))  # S_PP t/s
+    if prefill:
+        rates[PREFILL] = statistics.median(prefill)
     return rates
 
 
@@ -623,29 +633,35 @@ def report(rows: list[Row], ceiling: dict[int, float], args: argparse.Namespace)
     )
     print(
         "| workload | contender | tokens | s | tok/s | of batched-bench (16) "
-        "| batch, decoding | of batched-bench at that batch | prompt evaluated / unique "
-        "| correct |"
+        "| batch, decoding | of batched-bench at that batch | of the same work at its speeds "
+        "| prompt evaluated / unique | correct |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         rate = r.tokens / r.seconds if r.seconds else 0.0
         frac = f"{rate / top:.2f}" if top else "-"
-        same, engine = "-", "-"
+        same, engine, work = "-", "-", "-"
         if r.batch is not None and r.decode_share is not None:
             engine = f"{r.batch:.1f}, {r.decode_share:.0%}"
             bench = at_batch(ceiling, r.batch) if ceiling else None
             same = f"{rate / bench:.2f}" if bench else "-"
+            if bench and ceiling.get(PREFILL) and r.evaluated is not None:
+                # batched-bench's time for the same tokens: sampled at its decode speed at this
+                # batch, prompt tokens (policy and judge) at its prompt speed
+                ideal = r.tokens / bench + r.evaluated / ceiling[PREFILL]
+                work = f"{ideal / r.seconds:.2f}"
         ratio = "-"
         if r.evaluated is not None and r.unique:
             ratio = f"{r.evaluated / r.unique:.2f} ({r.evaluated}/{r.unique})"
         print(
             f"| {r.workload} | {r.contender} | {r.tokens} | {r.seconds:.1f} | {rate:.1f} "
-            f"| {frac} | {engine} | {same} | {ratio} | {r.note} |"
+            f"| {frac} | {engine} | {same} | {work} | {ratio} | {r.note} |"
         )
     if ceiling:
         print(
             "\nllama-batched-bench (-npp 256 -pps -kvu) decode tok/s: "
-            + ", ".join(f"{b} sequences {v:.1f}" for b, v in sorted(ceiling.items()))
+            + ", ".join(f"{b} sequences {v:.1f}" for b, v in sorted(ceiling.items()) if b)
+            + f"; prompt tok/s {ceiling.get(PREFILL, 0.0):.1f}"
         )
 
 
