@@ -106,6 +106,8 @@ class Row:
     note: str = ""
     batch: float | None = None
     """The local engine's mean sampled rows per ``llama_decode`` (generation's batch size)."""
+    cells: float | None = None
+    """The local engine's mean KV cells in use at a ``llama_decode``."""
     decode_share: float | None = None
     """The local engine's time in ``llama_decode`` over the wall time."""
 
@@ -477,7 +479,17 @@ def run_contender(
             flush=True,
         )
         batch, share = engine if engine is not None else (None, None)
-        return Row(workload, name, rec.tokens, seconds, evaluated, unique, note, batch, share)
+        return Row(
+            workload,
+            name,
+            rec.tokens,
+            seconds,
+            evaluated,
+            unique,
+            note,
+            batch=batch,
+            decode_share=share,
+        )
 
     if name == "sequential":
         seq = Sequential(path, shape.policy, args)
@@ -520,8 +532,9 @@ def run_contender(
     top_k = 0 if name == "provider exact" else args.top_k
     with local_pair(model, args, top_k, template) as (provider, scorer):
         e = provider.engine
+        e.count_cells = True
         before = e.tokens_evaluated
-        calls, sampled, busy = e.decode_calls, e.sampled_rows, e.decode_s
+        calls, sampled, busy, cells = e.decode_calls, e.sampled_rows, e.decode_s, e.cells_in_use
         if workload == "tree":
             rec, seconds = anyio.run(tree, provider, args)
             note = ""
@@ -530,8 +543,12 @@ def run_contender(
             note = f"{correct}/{args.problems}"
         # Every token evaluated, less the sampled ones fed back (all but each sequence's last).
         evaluated = e.tokens_evaluated - before - (rec.tokens - rec.completions)
-        batch = (e.sampled_rows - sampled) / max(1, e.decode_calls - calls)
-        return row(rec, seconds, evaluated, note, (batch, (e.decode_s - busy) / seconds))
+        decodes = max(1, e.decode_calls - calls)
+        batch = (e.sampled_rows - sampled) / decodes
+        got = row(rec, seconds, evaluated, note, (batch, (e.decode_s - busy) / seconds))
+        got.cells = (e.cells_in_use - cells) / decodes
+        print(f"  {workload:<5} {name:<22} {got.cells:.0f} KV cells in use at a decode", flush=True)
+        return got
 
 
 def main() -> None:
@@ -633,8 +650,8 @@ def report(rows: list[Row], ceiling: dict[int, float], args: argparse.Namespace)
     )
     print(
         "| workload | contender | tokens | s | tok/s | of batched-bench (16) "
-        "| batch, decoding | of batched-bench at that batch | of the same work at its speeds "
-        "| prompt evaluated / unique | correct |"
+        "| batch, decoding, KV cells | of batched-bench at that batch "
+        "| of the same work at its speeds | prompt evaluated / unique | correct |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
@@ -643,6 +660,8 @@ def report(rows: list[Row], ceiling: dict[int, float], args: argparse.Namespace)
         same, engine, work = "-", "-", "-"
         if r.batch is not None and r.decode_share is not None:
             engine = f"{r.batch:.1f}, {r.decode_share:.0%}"
+            if r.cells is not None:
+                engine += f", {r.cells:.0f} cells"
             bench = at_batch(ceiling, r.batch) if ceiling else None
             same = f"{rate / bench:.2f}" if bench else "-"
             if bench and ceiling.get(PREFILL) and r.evaluated is not None:

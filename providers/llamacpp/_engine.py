@@ -129,6 +129,11 @@ class Engine:
         rows): over :attr:`decode_calls`, the batch size generation ran at."""
         self.decode_s = 0.0
         """Seconds spent in ``llama_decode`` so far."""
+        self.count_cells = False
+        """Add up the KV cells in use at every decode in :attr:`cells_in_use` (benchmarks: it
+        walks every sequence's cells)."""
+        self.cells_in_use = 0
+        """With :attr:`count_cells`: the cells in use, summed over the decodes."""
         self.users = 1
         """Owners (a provider, a scorer) that :meth:`release` it; it closes with the last."""
         if shareable:
@@ -229,6 +234,8 @@ class Engine:
         """Decode the first ``n_tokens`` of :attr:`batch` (``sampled`` of them rows of
         sequences being sampled); return llama.cpp's status."""
         self.batch.n_tokens = n_tokens
+        if self.count_cells:
+            self.cells_in_use += self.pool.ledger.used()
         started = time.perf_counter()
         status = int(llama_cpp.llama_decode(self.ctx, self.batch))
         self.decode_s += time.perf_counter() - started
