@@ -1,4 +1,4 @@
-"""Generation requests that arrive together go out together: one request, a list of prompts.
+"""Requests that arrive together go out together: one request, a list of prompts.
 
 A search sends a depth's expansions at once, one request per node: tens of requests for one
 problem, thousands for a batch of problems. Each request costs the client its own round of HTTP
@@ -25,13 +25,17 @@ anyway.
   its own copy of it.
 - Usage: the server reports sums; completion tokens are split over the choices by the length
   of their text, prompt tokens over the prompts by their length.
+
+:class:`Coalescer` is the mechanism, for any request whose members can share one: the
+judges and generative PRMs on ``/completions`` use it too (a depth's score calls for one
+problem, in requests of their ``batch_size`` prompts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -39,9 +43,10 @@ import anyio.lowlevel
 from rebase_agent.exceptions import ProviderError, ProviderHTTPError, ProviderTimeout
 from rebase_agent.protocols import StepCompletion, StepRequest
 
-__all__ = ("BatchMember", "PromptBatcher")
+__all__ = ("BatchMember", "Coalescer", "PromptBatcher")
 
-_Key = tuple[str, float, float, int, tuple[str, ...]]
+M = TypeVar("M")
+R = TypeVar("R")
 _SETTLE_TURNS = 8
 """Event-loop turns the first caller waits at most for others to join."""
 _CLIENT_ERRORS = range(400, 500)
@@ -49,95 +54,80 @@ _NOT_THE_PROMPT = frozenset({408, 409, 425, 429})
 """Client error statuses that say nothing about the prompts (retried by the pool anyway)."""
 
 
-@dataclass(frozen=True)
-class BatchMember:
-    """One caller's part of a batch: its request and its prompt (sent ``request.n`` times)."""
-
-    request: StepRequest
-    prompt: str
-
-
-SendBatch = Callable[[Sequence[BatchMember]], Awaitable[list[list[StepCompletion]]]]
-"""Sends the members' prompts as one request; each member's completions, in member order."""
-SendOne = Callable[[StepRequest, str], Awaitable[list[StepCompletion]]]
-"""Sends one request on its own (the provider's usual path)."""
-
-
 @dataclass(eq=False)
-class _Batch:
-    key: _Key
-    members: list[BatchMember] = field(default_factory=list)
-    entries: int = 0
-    """Prompts the request will carry (each member's ``n``)."""
+class _Batch(Generic[M, R]):
+    key: Hashable
+    members: list[M] = field(default_factory=list)
+    weight: int = 0
+    """Prompts the request will carry (the members' weights)."""
     done: anyio.Event = field(default_factory=anyio.Event)
-    outcome: list[list[StepCompletion]] | None = None
+    outcome: list[R] | None = None
     error: ProviderError | None = None
     then: Literal["take", "again", "alone"] = "take"
     """What the members do once ``done`` is set: take their part of ``outcome`` (or raise a
     copy of ``error``), batch again without the sender (it was cancelled), or send alone."""
 
 
-class PromptBatcher:
-    """Coalesces concurrent unseeded generation requests for one problem (see the module docs).
+class Coalescer(Generic[M, R]):
+    """Sends the members that arrive under one key in the same turns of the event loop as one
+    request (see the module docs for what happens on failure and cancellation).
 
     Args:
-        send_batch: Sends several members as one request.
-        send_one: Sends one request alone.
-        max_prompts: The most prompts one request carries; more start another batch.
+        send_batch: Sends several members as one request; their results, in member order.
+        send_one: Sends one member alone.
+        max_weight: The most prompts one batch carries (each member says how many it adds);
+            more start another batch.
     """
 
-    def __init__(self, send_batch: SendBatch, send_one: SendOne, *, max_prompts: int = 256):
-        if max_prompts < 1:
-            raise ValueError(f"max_prompts must be >= 1, got {max_prompts!r}")
+    def __init__(
+        self,
+        send_batch: Callable[[Sequence[M]], Awaitable[list[R]]],
+        send_one: Callable[[M], Awaitable[R]],
+        *,
+        max_weight: int = 256,
+    ) -> None:
+        if max_weight < 1:
+            raise ValueError(f"max_weight must be >= 1, got {max_weight!r}")
         self._send_batch = send_batch
         self._send_one = send_one
-        self.max_prompts = max_prompts
-        self._open: dict[_Key, _Batch] = {}
+        self.max_weight = max_weight
+        self._open: dict[Hashable, _Batch[M, R]] = {}
         self.batches_sent = 0
         """Requests that carried more than one member (for tests and benchmarks)."""
 
-    async def generate(self, request: StepRequest, prompt: str) -> list[StepCompletion]:
-        """``request.n`` completions of ``prompt``, sent with the requests that arrive with it.
+    async def submit(self, key: Hashable, member: M, weight: int = 1) -> R:
+        """``member``'s result, sent with the members that arrive with it under ``key``.
 
         Raises:
-            ProviderError: As the provider's own path does; for a failure of the whole batch,
-                a copy of that failure (its cause is the batch's).
+            ProviderError: As ``send_one`` would; for a failure of the whole batch, a copy of
+                that failure (its cause is the batch's).
         """
-        if request.seed is not None:
-            return await self._send_one(request, prompt)
-        key: _Key = (
-            request.problem,
-            request.temperature,
-            request.top_p,
-            request.max_tokens,
-            request.stop,
-        )
         batch = self._open.get(key)
-        leading = batch is None or batch.entries + request.n > self.max_prompts
+        leading = batch is None or batch.weight + weight > self.max_weight
         if batch is None or leading:
             batch = _Batch(key)
             self._open[key] = batch
         index = len(batch.members)
-        batch.members.append(BatchMember(request, prompt))
-        batch.entries += request.n
+        batch.members.append(member)
+        batch.weight += weight
         if leading:
             return await self._lead(batch, index)
         await batch.done.wait()
         if batch.then == "again":
-            return await self.generate(request, prompt)
+            return await self.submit(key, member, weight)
         if batch.then == "alone":
-            return await self._send_one(request, prompt)
+            return await self._send_one(member)
         if batch.error is not None:
             raise _copy(batch.error) from batch.error
         assert batch.outcome is not None
         return batch.outcome[index]
 
-    def _close(self, batch: _Batch) -> None:
-        """No one joins ``batch`` from now on (a later request starts another)."""
+    def _close(self, batch: _Batch[M, R]) -> None:
+        """No one joins ``batch`` from now on (a later member starts another)."""
         if self._open.get(batch.key) is batch:
             del self._open[batch.key]
 
-    async def _lead(self, batch: _Batch, index: int) -> list[StepCompletion]:
+    async def _lead(self, batch: _Batch[M, R], index: int) -> R:
         """Wait for the others to join, send the batch and tell them how it went."""
         own = batch.members[index]
         try:
@@ -154,7 +144,7 @@ class PromptBatcher:
         self._close(batch)
         if len(batch.members) == 1:
             batch.done.set()  # nobody waits for it
-            return await self._send_one(own.request, own.prompt)
+            return await self._send_one(own)
         try:
             self.batches_sent += 1
             outcome = await self._send_batch(batch.members)
@@ -170,14 +160,73 @@ class PromptBatcher:
             batch.error = exc
             raise
         except BaseException:
-            batch.then = "alone"  # not a failed request (a bug): the others try on their own
+            batch.then = "alone"  # not a failed request (a bug, a bad answer): each on its own
             raise
         else:
             batch.outcome = outcome
             return outcome[index]
         finally:
             batch.done.set()
-        return await self._send_one(own.request, own.prompt)
+        return await self._send_one(own)
+
+
+@dataclass(frozen=True)
+class BatchMember:
+    """One caller's part of a batch: its request and its prompt (sent ``request.n`` times)."""
+
+    request: StepRequest
+    prompt: str
+
+
+SendBatch = Callable[[Sequence[BatchMember]], Awaitable[list[list[StepCompletion]]]]
+"""Sends the members' prompts as one request; each member's completions, in member order."""
+SendOne = Callable[[StepRequest, str], Awaitable[list[StepCompletion]]]
+"""Sends one request on its own (the provider's usual path)."""
+
+
+class PromptBatcher:
+    """Coalesces concurrent unseeded generation requests for one problem with the same
+    sampling parameters (see the module docs).
+
+    Args:
+        send_batch: Sends several members as one request.
+        send_one: Sends one request alone.
+        max_prompts: The most prompts one request carries; more start another batch.
+    """
+
+    def __init__(self, send_batch: SendBatch, send_one: SendOne, *, max_prompts: int = 256):
+        if max_prompts < 1:
+            raise ValueError(f"max_prompts must be >= 1, got {max_prompts!r}")
+        self._send_one = send_one
+
+        async def alone(member: BatchMember) -> list[StepCompletion]:
+            return await send_one(member.request, member.prompt)
+
+        self._coalescer = Coalescer(send_batch, alone, max_weight=max_prompts)
+
+    @property
+    def batches_sent(self) -> int:
+        """Requests that carried more than one member (for tests and benchmarks)."""
+        return self._coalescer.batches_sent
+
+    async def generate(self, request: StepRequest, prompt: str) -> list[StepCompletion]:
+        """``request.n`` completions of ``prompt``, sent with the requests that arrive with it
+        (a seeded request goes alone).
+
+        Raises:
+            ProviderError: As the provider's own path does; for a failure of the whole batch,
+                a copy of that failure (its cause is the batch's).
+        """
+        if request.seed is not None:
+            return await self._send_one(request, prompt)
+        key = (
+            request.problem,
+            request.temperature,
+            request.top_p,
+            request.max_tokens,
+            request.stop,
+        )
+        return await self._coalescer.submit(key, BatchMember(request, prompt), request.n)
 
 
 def _copy(error: ProviderError) -> ProviderError:

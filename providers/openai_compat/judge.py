@@ -75,7 +75,9 @@ class JudgeScorer(LogprobScorer):
         """With ``api="auto"``: probe the first endpoint (once per process, shared with the
         provider's probe of the same server) and read logprobs where it recommends: raw
         ``/completions`` for a base model whose server returns top logprobs there (llama-server,
-        vLLM), chat otherwise. Other values of ``api`` need no probe."""
+        vLLM), chat otherwise; on vLLM and SGLang, and ``batch_size`` not given,
+        :data:`~.logprob_scorers.AUTO_BATCH_SIZE` prompts a request. Other values of ``api``
+        need no probe."""
         if not self._probe_api:
             return
         self._probe_api = False
@@ -84,6 +86,7 @@ class JudgeScorer(LogprobScorer):
         _, api = report.scorer
         if report.fatal is None and api in ("chat", "completions"):
             self.api = cast(Literal["chat", "completions"], api)
+            self.use_batch_size(report.server)
 
     def prompt(self, problem: str, steps: Sequence[str]) -> str:
         """The completions prompt, ending in ``"Answer:"``."""

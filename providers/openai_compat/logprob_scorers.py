@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from providers.openai_compat.batching import Coalescer
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
 from providers.openai_compat.retry import RetryPolicy
+from rebase_agent.allocation import split_proportionally
 from rebase_agent.exceptions import ScoringError
 from rebase_agent.prm import (
     MATH_SHEPHERD_LABELS,
@@ -33,9 +36,24 @@ from rebase_agent.prm import (
 )
 from rebase_agent.usage import record_scorer_tokens
 
-__all__ = ("LogprobScorer", "MathShepherdScorer", "RLHFlowScorer")
+__all__ = ("AUTO_BATCH_SIZE", "LogprobScorer", "MathShepherdScorer", "RLHFlowScorer")
+
+AUTO_BATCH_SIZE = 64
+"""Prompts per ``/completions`` request a judge sends where its probe finds vLLM or SGLang."""
 
 logger = logging.getLogger("providers.openai_compat")
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One score call's prefixes (the coalescer's member)."""
+
+    problem: str
+    prefixes: list[tuple[str, ...]]
+
+
+_Scored = tuple[list[float], tuple[int, int]]
+"""A call's scores and its prompt and completion tokens."""
 
 
 class LogprobScorer(CachedScorer, UsesEndpoints):
@@ -49,8 +67,14 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
             completions 5).
         batch_size: Prompts per ``/v1/completions`` request (vLLM, SGLang, llama-server and
             OpenAI accept a list of prompts; llama-cpp-python's server does not). Chat requests
-            carry one conversation each.
-        max_concurrency: Requests in flight at once, per endpoint.
+            carry one conversation each. Above 1, the score calls for one problem that arrive
+            together (a depth's nodes) share requests too (:mod:`.batching`), each call's
+            scorer tokens its share of theirs. ``None`` (the default): 1, or
+            :data:`AUTO_BATCH_SIZE` where a judge's probe finds vLLM or SGLang and reads
+            ``/completions``.
+        max_concurrency: Requests in flight at once, per endpoint, fixed; ``None`` (the
+            default) adapts to the server, as the provider's limit does (see
+            :class:`~.endpoints.EndpointPool`).
         timeout_s: Deadline of one request attempt.
         retry: Retry policy.
         extra_body: More request fields (e.g. ``{"chat_template_kwargs":
@@ -70,8 +94,8 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         *,
         api_key: str | None = None,
         top_logprobs: int = 20,
-        batch_size: int = 1,
-        max_concurrency: int = 16,
+        batch_size: int | None = None,
+        max_concurrency: int | None = None,
         timeout_s: float = 300.0,
         retry: RetryPolicy | None = None,
         extra_body: Mapping[str, Any] | None = None,
@@ -81,9 +105,10 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         super().__init__(cache_size=cache_size)
         self.model = model
         self.top_logprobs = top_logprobs
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        self.batch_size = batch_size or 1
+        self._batch_size_given = batch_size is not None
         self.extra_body = dict(extra_body or {})
         self.endpoints = endpoints or EndpointPool(
             base_url,
@@ -94,6 +119,17 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         )
         self.unconfident = 0
         """Scores given 0.5 because neither label was among the top tokens."""
+        self._coalescer: Coalescer[_Call, _Scored] = Coalescer(
+            self._score_together, self._score_alone, max_weight=16 * self.batch_size
+        )
+
+    def use_batch_size(self, server: str) -> None:
+        """Where ``batch_size`` was not given: :data:`AUTO_BATCH_SIZE` prompts a request on
+        vLLM and SGLang (which take a list of prompts) in ``completions``, else as it is."""
+        chosen = self._batch_size_given or self.api != "completions"
+        if not chosen and server in ("vllm", "sglang"):
+            self.batch_size = AUTO_BATCH_SIZE
+            self._coalescer.max_weight = 16 * AUTO_BATCH_SIZE
 
     def prompt(self, problem: str, steps: Sequence[str]) -> str:
         """The completions prompt, ending where the label is predicted."""
@@ -105,10 +141,52 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
 
     async def score_last_steps(self, problem: str, prefixes: list[tuple[str, ...]]) -> list[float]:
         """Score the last step of each prefix: one request per prefix (chat) or per
-        ``batch_size`` prefixes (completions), concurrently."""
+        ``batch_size`` prefixes (completions), concurrently; with ``batch_size`` above 1, the
+        prefixes of calls for the same problem that arrive together share requests."""
+        if self.api == "completions" and self.batch_size > 1:
+            call = _Call(problem, prefixes)
+            scores, tokens = await self._coalescer.submit(problem, call, len(prefixes))
+            record_scorer_tokens(*tokens)  # in the caller's search, its share
+            return scores
+        return await self._score_groups(problem, prefixes, record=True)
+
+    async def _score_alone(self, call: _Call) -> _Scored:
+        tokens = [0, 0]
+        scores = await self._score_groups(call.problem, call.prefixes, tokens=tokens)
+        return scores, (tokens[0], tokens[1])
+
+    async def _score_together(self, calls: Sequence[_Call]) -> list[_Scored]:
+        """The calls' prefixes in shared requests; each call's scores and share of the tokens
+        (by its number of prefixes)."""
+        every = [prefix for call in calls for prefix in call.prefixes]
+        tokens = [0, 0]
+        try:
+            scores = await self._score_groups(calls[0].problem, every, tokens=tokens)
+        except BaseException:
+            record_scorer_tokens(tokens[0], tokens[1])  # paid for: kept, in the sender's search
+            raise
+        sizes = [len(call.prefixes) for call in calls]
+        shares = [split_proportionally(total, sizes) for total in tokens]
+        out: list[_Scored] = []
+        start = 0
+        for i, size in enumerate(sizes):
+            out.append((scores[start : start + size], (shares[0][i], shares[1][i])))
+            start += size
+        return out
+
+    async def _score_groups(
+        self,
+        problem: str,
+        prefixes: list[tuple[str, ...]],
+        *,
+        tokens: list[int] | None = None,
+        record: bool = False,
+    ) -> list[float]:
+        """Score the prefixes in requests of ``batch_size`` (completions) or one each (chat),
+        concurrently, adding their tokens to ``tokens`` (or recording them, ``record``)."""
         size = self.batch_size if self.api == "completions" else 1
         groups = [prefixes[i : i + size] for i in range(0, len(prefixes), size)]
-        tokens = [0, 0]
+        tokens = [0, 0] if tokens is None else tokens
         path = "/completions" if self.api == "completions" else "/chat/completions"
 
         def call(group: list[tuple[str, ...]]) -> Any:
@@ -123,7 +201,8 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         try:
             results = await gather([call(group) for group in groups])
         finally:
-            record_scorer_tokens(tokens[0], tokens[1])
+            if record:
+                record_scorer_tokens(tokens[0], tokens[1])
         return [score for scores in results for score in scores]
 
     def _read(self, logprobs: dict[str, float]) -> float:

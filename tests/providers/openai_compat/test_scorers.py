@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
+import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from providers.openai_compat import (
     QwenPRMScorer,
     RLHFlowScorer,
 )
+from providers.openai_compat.logprob_scorers import AUTO_BATCH_SIZE
 from rebase_agent import Scorer, ScoreRequest, ScoringError
 from rebase_agent.prm import label_probability
 from rebase_agent.usage import Usage, recording
@@ -237,3 +239,46 @@ async def test_judge_completions_prompt_is_the_llama_judges() -> None:
         "correct.\n\nProblem: What is 2+2?\n\nSolution:\nx = 1\n\nx + 1 = 2\n\n"
         "Is the last step correct (Yes or No)? Answer:"
     )
+
+
+async def test_score_calls_for_one_problem_that_arrive_together_share_requests() -> None:
+    app = FakeApp()
+    app.logprobs_for = lambda prompt: (
+        {" Yes": ln(0.2), " No": ln(0.6)} if "bad" in prompt else {" Yes": ln(0.6), " No": ln(0.2)}
+    )
+    # Five searches' worth of score calls (a node's children each), one usage per search.
+    calls = [[(f"{'bad' if (k + i) % 2 else 'good'} {k}.{i}",) for i in range(3)] for k in range(5)]
+    usages = [Usage() for _ in calls]
+    got: dict[int, list[list[float]]] = {}
+    async with serve(app) as url:
+        async with JudgeScorer("judge", url, api="completions", batch_size=8) as scorer:
+
+            async def one(k: int) -> None:
+                with recording(usages[k]):
+                    got[k] = await scorer.score(request(*calls[k]))
+
+            async with anyio.create_task_group() as tg:
+                for k in range(len(calls)):
+                    tg.start_soon(one, k)
+    for k, solutions in enumerate(calls):
+        expected = [[0.25 if "bad" in s[0] else 0.75] for s in solutions]
+        assert got[k] == [[pytest.approx(v) for v in row] for row in expected]
+    assert [len(r.body["prompt"]) for r in app.requests] == [8, 7]  # 15 prefixes, not 5 calls
+    # each search is charged its share of what the server reported, nothing lost
+    assert sum(u.scorer_prompt_tokens for u in usages) == app.usage_sent["prompt_tokens"]
+    assert sum(u.scorer_completion_tokens for u in usages) == app.usage_sent["completion_tokens"]
+    assert all(u.scorer_prompt_tokens > 0 for u in usages)
+
+
+async def test_a_judge_on_vllm_batches_and_its_limit_adapts_unless_told() -> None:
+    app = FakeApp(Flavor(server="vllm"))
+    async with serve(app) as url:
+        async with JudgeScorer("judge", url, api="auto") as scorer:
+            await scorer.prepare()
+            assert scorer.api == "completions" and scorer.batch_size == AUTO_BATCH_SIZE
+            assert scorer.endpoints.endpoints[0].limit.adaptive
+        async with JudgeScorer("judge", url, api="auto", batch_size=1) as scorer:
+            await scorer.prepare()
+            assert scorer.batch_size == 1  # given: kept
+        async with JudgeScorer("judge", url, max_concurrency=16) as scorer:
+            assert not scorer.endpoints.endpoints[0].limit.adaptive
