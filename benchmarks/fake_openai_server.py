@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
 import zlib
@@ -124,7 +125,12 @@ class Replica:
         choices: list[dict[str, Any]] = []
         copies: dict[str, int] = {}
         prompt_words = 0
+        judging = not chat and body.get("logprobs") is not None
         for prompt in prompts:
+            if judging:  # a judge's request: the label's logprobs (see :func:`_judged`)
+                choices.append(_judged(prompt, len(choices)))
+                prompt_words += len(prompt.split())
+                continue
             depth = prompt.count("Step ")
             words = prompt.split()
             prompt_words += len(words)
@@ -167,6 +173,16 @@ class Replica:
             "usage": {"prompt_tokens": prompt_words, "completion_tokens": 6 * len(choices)},
         }
         return delay, answer
+
+
+def _judged(prompt: str, index: int) -> dict[str, Any]:
+    """A judge's answer (one token, its top logprobs): "Yes" is 0.9 likely where the last step
+    of the prompt is ``choice 0`` (as the benchmark's in-process scorer scores it), else 0.5."""
+    last = prompt.rsplit("Step ", 1)[-1]
+    yes = 0.9 if "choice 0" in last else 0.5
+    top = {" Yes": math.log(yes), " No": math.log(1 - yes)}
+    logprobs = {"tokens": [" Yes"], "token_logprobs": [top[" Yes"]], "top_logprobs": [top]}
+    return {"index": index, "text": " Yes", "finish_reason": "length", "logprobs": logprobs}
 
 
 def _response(status: int, payload: bytes) -> bytes:

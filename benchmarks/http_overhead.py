@@ -55,7 +55,7 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from providers.openai_compat import OpenAIProvider
+from providers.openai_compat import JudgeScorer, OpenAIProvider
 from providers.openai_compat.endpoints import EndpointPool
 from providers.openai_compat.http1 import HttpClient
 from rebase_agent import (
@@ -193,10 +193,13 @@ async def run_provider(
     via: Via = "direct",
     balance: tuple[int, float] = (32, 1.5),
     batch: bool | None = None,
+    judge: int | None = None,
 ) -> tuple[Run, list[SearchResult]]:
     """Solve the workload's problems with the provider under ``RebaseSearch``; ``via``:
     its JSON hot path, the ``openai`` client for every request, or no HTTP at all; ``batch``:
-    the provider's ``batch_prompts`` (default: on, a vLLM server).
+    the provider's ``batch_prompts`` (default: on, a vLLM server); ``judge``: score with a
+    :class:`JudgeScorer` over HTTP on the same fake server, ``batch_size=judge``, instead of
+    the in-process scorer.
 
     ``Run.requests`` counts the search's generation requests (one per expanded node), however
     many HTTP requests carried them (in the detail)."""
@@ -214,9 +217,11 @@ async def run_provider(
         config = config.model_copy(
             update={"max_concurrent_requests": RAISED, "max_concurrent_scores": RAISED}
         )
-    scorer = SleepingScorer(workload.latency_s)
+    scorer: SleepingScorer | JudgeScorer = SleepingScorer(workload.latency_s)
+    if judge is not None:
+        scorer = JudgeScorer("m", urls, api="completions", batch_size=judge)
     provider = OpenAIProvider("m", urls, server="vllm", endpoints=pool, batch_prompts=batch)
-    async with provider:
+    async with provider, scorer if isinstance(scorer, JudgeScorer) else nullcontext():
         for endpoint in pool.endpoints:
             endpoint.transport.direct = via == "direct"
         policy = InProcessPolicy(workload.latency_s, workload.depth)
@@ -310,7 +315,7 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
-def table(selected: list[int], compare: bool) -> None:
+def table(selected: list[int], compare: bool, http_judge: bool = False) -> None:
     """Run the workloads and print one row per way of running them."""
     print(f"REBASE budget {BUDGET}, ideal = D x 2L; {load()}")
     header = (
@@ -332,6 +337,10 @@ def table(selected: list[int], compare: bool) -> None:
             if compare:
                 run = _run(partial(run_provider, urls, w, via="openai"))[0]
                 extra.append(("provider, openai client", run))
+            if http_judge:
+                for size in (64, 1):
+                    run = _run(partial(run_provider, urls, w, judge=size))[0]
+                    extra.append((f"provider, judge over HTTP, batch_size={size}", run))
             patterns = [pattern(r) for r in results]
             floors = {
                 kind: _run(run_floor, kind, urls[0], patterns, w.latency_s)
@@ -448,6 +457,11 @@ def main() -> None:
         help="the client's event loop: asyncio's own, or uvloop's (pip install uvloop); default: "
         "the commands' (rebase_agent.commands.event_loop_options)",
     )
+    parser.add_argument(
+        "--http-judge",
+        action="store_true",
+        help="add rows that score with a JudgeScorer over HTTP (batch_size 64 and 1)",
+    )
     parser.add_argument("--problems", type=int, default=16, help="routing: problems at once")
     parser.add_argument("--words", type=int, default=400, help="routing: prompt words")
     parser.add_argument("--per-token-ms", type=float, default=0.2, help="routing: prefill cost")
@@ -462,7 +476,7 @@ def main() -> None:
                 args.problems, args.words, args.per_token_ms, args.cache_blocks, args.step_words
             )
         else:
-            table([int(k) for k in args.only.split(",")], args.compare)
+            table([int(k) for k in args.only.split(",")], args.compare, args.http_judge)
 
 
 if __name__ == "__main__":

@@ -226,23 +226,30 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         }
         found: list[dict[str, float]] = []
         if self.api == "completions":
+            # Plain JSON on the provider's own hot path, as the provider's requests go.
             prompts = [self.prompt(problem, steps) for steps in group]
-            completion = await endpoint.client.completions.create(
-                prompt=prompts if len(prompts) > 1 else prompts[0],
-                logprobs=self.top_logprobs,
-                **common,
-            )
-            usage = completion.usage
-            choices = sorted(completion.choices, key=lambda c: c.index)
-            if len(choices) != len(group):
-                raise ScoringError(
-                    f"{where}: sent {len(group)} prompts, got {len(choices)} choices"
-                )
-            for choice in choices:
-                top = _first_token_top(choice.logprobs)
+            body: dict[str, Any] = {"model": self.model}
+            body["prompt"] = prompts if len(prompts) > 1 else prompts[0]
+            body.update(max_tokens=1, temperature=0.0, logprobs=self.top_logprobs)
+            body.update(self.extra_body)
+            answer = await endpoint.post("/completions", body)
+            raw = answer.get("choices") if isinstance(answer, dict) else None
+            if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+                raise ScoringError(f"{where}: unexpected answer {str(answer)[:200]!r}")
+            if len(raw) != len(group):
+                raise ScoringError(f"{where}: sent {len(group)} prompts, got {len(raw)} choices")
+            for choice in sorted(raw, key=lambda c: int(c.get("index") or 0)):
+                top = _first_token_top(choice.get("logprobs"))
                 if top is None:
                     raise ScoringError(missing)
                 found.append(top)
+            counts = answer.get("usage") if isinstance(answer, dict) else None
+            counts = counts if isinstance(counts, dict) else {}
+            used = (
+                int(counts.get("prompt_tokens") or 0),
+                int(counts.get("completion_tokens") or 0),
+            )
+            return found, used
         else:
             (steps,) = group
             chat = await endpoint.client.chat.completions.create(
@@ -292,19 +299,22 @@ class RLHFlowScorer(LogprobScorer):
         return messages
 
 
-def _first_token_top(lp: Any) -> dict[str, float] | None:
-    """The first token's top logprobs of a ``/v1/completions`` choice, in either layout:
-    OpenAI's (``top_logprobs: [{token: logprob}]`` with ``tokens`` and ``token_logprobs``) or
-    the chat layout llama-server uses there (``content: [{token, logprob, top_logprobs:
-    [{token, logprob}]}]``); ``None`` when the choice has neither."""
-    if lp is None:
+def _first_token_top(lp: object) -> dict[str, float] | None:
+    """The first token's top logprobs of a ``/v1/completions`` choice (its decoded
+    ``logprobs``), in either layout: OpenAI's (``top_logprobs: [{token: logprob}]`` with
+    ``tokens`` and ``token_logprobs``) or the chat layout llama-server uses there (``content:
+    [{token, logprob, top_logprobs: [{token, logprob}]}]``); ``None`` when it has neither."""
+    if not isinstance(lp, dict):
         return None
-    if lp.top_logprobs:
-        top = dict(lp.top_logprobs[0] or {})
-        if lp.tokens and lp.token_logprobs and lp.token_logprobs[0] is not None:
-            top.setdefault(lp.tokens[0], lp.token_logprobs[0])
+    tops, tokens, values = lp.get("top_logprobs"), lp.get("tokens"), lp.get("token_logprobs")
+    if isinstance(tops, list) and tops:
+        first_top = tops[0] if isinstance(tops[0], dict) else {}
+        top = {str(t): float(v) for t, v in first_top.items() if isinstance(v, int | float)}
+        first_value = values[0] if isinstance(values, list) and values else None
+        if isinstance(tokens, list) and tokens and isinstance(first_value, int | float):
+            top.setdefault(str(tokens[0]), float(first_value))
         return top
-    content = (lp.model_extra or {}).get("content")
+    content = lp.get("content")
     if not isinstance(content, list) or not content or not isinstance(content[0], dict):
         return None
     first = content[0]
