@@ -14,6 +14,9 @@ budget 64 then ideally takes D × 2L. Each workload is run three ways in the sam
   the search itself, so "provider minus search alone" is what the provider adds;
 - with ``--compare``: the provider over the ``openai`` client (its default ``httpx2``
   transport, models and all);
+- with ``--http-judge``: the provider with a :class:`JudgeScorer` over HTTP on the same fake
+  server (which answers a judge's request after L with the label's logprobs, as the in-process
+  scorer scores), ``batch_size`` 64 and 1;
 - **floor (aiohttp / httpx2 / http1)**: a bare client sending the same requests (the same ``n``
   per node, depth by depth, each answer followed by the scorer's sleep), with no search around
   it; ``http1`` is the provider's own client (:mod:`providers.openai_compat.http1`) alone;

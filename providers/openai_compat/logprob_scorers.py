@@ -152,7 +152,11 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
 
     async def _score_alone(self, call: _Call) -> _Scored:
         tokens = [0, 0]
-        scores = await self._score_groups(call.problem, call.prefixes, tokens=tokens)
+        try:
+            scores = await self._score_groups(call.problem, call.prefixes, tokens=tokens)
+        except BaseException:
+            record_scorer_tokens(tokens[0], tokens[1])  # paid for: kept (this is its task)
+            raise
         return scores, (tokens[0], tokens[1])
 
     async def _score_together(self, calls: Sequence[_Call]) -> list[_Scored]:
