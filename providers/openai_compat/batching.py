@@ -33,7 +33,7 @@ problem, in requests of their ``batch_size`` prompts).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
@@ -43,10 +43,11 @@ import anyio.lowlevel
 from rebase_agent.exceptions import ProviderError, ProviderHTTPError, ProviderTimeout
 from rebase_agent.protocols import StepCompletion, StepRequest
 
-__all__ = ("BatchMember", "Coalescer", "PromptBatcher")
+__all__ = ("BatchMember", "Coalescer", "PromptBatcher", "split_into")
 
 M = TypeVar("M")
 R = TypeVar("R")
+T = TypeVar("T")
 _SETTLE_TURNS = 8
 """Event-loop turns the first caller waits at most for others to join."""
 _CLIENT_ERRORS = range(400, 500)
@@ -105,8 +106,7 @@ class Coalescer(Generic[M, R]):
         batch = self._open.get(key)
         leading = batch is None or batch.weight + weight > self.max_weight
         if batch is None or leading:
-            batch = _Batch(key)
-            self._open[key] = batch
+            batch = self._open[key] = _Batch(key)
         index = len(batch.members)
         batch.members.append(member)
         batch.weight += weight
@@ -227,6 +227,16 @@ class PromptBatcher:
             request.stop,
         )
         return await self._coalescer.submit(key, BatchMember(request, prompt), request.n)
+
+
+def split_into(items: Sequence[T], sizes: Iterable[int]) -> list[list[T]]:
+    """``items`` cut into consecutive runs of ``sizes`` (each member's part of a batch's
+    answer, in member order)."""
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(list(items[start : start + size]))
+        start += size
+    return parts
 
 
 def _copy(error: ProviderError) -> ProviderError:

@@ -21,9 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from providers.openai_compat.batching import Coalescer
+from providers.openai_compat.batching import Coalescer, split_into
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, UsesEndpoints
+from providers.openai_compat.requests import read_usage
 from providers.openai_compat.retry import RetryPolicy
 from rebase_agent.allocation import split_proportionally
 from rebase_agent.exceptions import ScoringError
@@ -120,7 +121,9 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         self.unconfident = 0
         """Scores given 0.5 because neither label was among the top tokens."""
         self._coalescer: Coalescer[_Call, _Scored] = Coalescer(
-            self._score_together, self._score_alone, max_weight=16 * self.batch_size
+            self._score_together,
+            lambda call: self._score_counted(call.problem, call.prefixes),
+            max_weight=16 * self.batch_size,
         )
 
     def use_batch_size(self, server: str) -> None:
@@ -146,16 +149,19 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         if self.api == "completions" and self.batch_size > 1:
             call = _Call(problem, prefixes)
             scores, tokens = await self._coalescer.submit(problem, call, len(prefixes))
-            record_scorer_tokens(*tokens)  # in the caller's search, its share
-            return scores
-        return await self._score_groups(problem, prefixes, record=True)
+        else:
+            scores, tokens = await self._score_counted(problem, prefixes)
+        record_scorer_tokens(*tokens)  # in the caller's search (its share, when batched)
+        return scores
 
-    async def _score_alone(self, call: _Call) -> _Scored:
+    async def _score_counted(self, problem: str, prefixes: list[tuple[str, ...]]) -> _Scored:
+        """The prefixes' scores and tokens; on a failure the tokens already paid for are
+        recorded in this task's search before the error goes on."""
         tokens = [0, 0]
         try:
-            scores = await self._score_groups(call.problem, call.prefixes, tokens=tokens)
+            scores = await self._score_groups(problem, prefixes, tokens)
         except BaseException:
-            record_scorer_tokens(tokens[0], tokens[1])  # paid for: kept (this is its task)
+            record_scorer_tokens(tokens[0], tokens[1])
             raise
         return scores, (tokens[0], tokens[1])
 
@@ -163,34 +169,23 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         """The calls' prefixes in shared requests; each call's scores and share of the tokens
         (by its number of prefixes)."""
         every = [prefix for call in calls for prefix in call.prefixes]
-        tokens = [0, 0]
-        try:
-            scores = await self._score_groups(calls[0].problem, every, tokens=tokens)
-        except BaseException:
-            record_scorer_tokens(tokens[0], tokens[1])  # paid for: kept, in the sender's search
-            raise
+        scores, tokens = await self._score_counted(calls[0].problem, every)
         sizes = [len(call.prefixes) for call in calls]
-        shares = [split_proportionally(total, sizes) for total in tokens]
-        out: list[_Scored] = []
-        start = 0
-        for i, size in enumerate(sizes):
-            out.append((scores[start : start + size], (shares[0][i], shares[1][i])))
-            start += size
-        return out
+        prompt_shares, completion_shares = (split_proportionally(t, sizes) for t in tokens)
+        return [
+            (part, (p, c))
+            for part, p, c in zip(
+                split_into(scores, sizes), prompt_shares, completion_shares, strict=True
+            )
+        ]
 
     async def _score_groups(
-        self,
-        problem: str,
-        prefixes: list[tuple[str, ...]],
-        *,
-        tokens: list[int] | None = None,
-        record: bool = False,
+        self, problem: str, prefixes: list[tuple[str, ...]], tokens: list[int]
     ) -> list[float]:
         """Score the prefixes in requests of ``batch_size`` (completions) or one each (chat),
-        concurrently, adding their tokens to ``tokens`` (or recording them, ``record``)."""
+        concurrently, adding their prompt and completion tokens to ``tokens``."""
         size = self.batch_size if self.api == "completions" else 1
         groups = [prefixes[i : i + size] for i in range(0, len(prefixes), size)]
-        tokens = [0, 0] if tokens is None else tokens
         path = "/completions" if self.api == "completions" else "/chat/completions"
 
         def call(group: list[tuple[str, ...]]) -> Any:
@@ -202,11 +197,7 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
 
             return lambda: self.endpoints.call(op, path=path, model=self.model)
 
-        try:
-            results = await gather([call(group) for group in groups])
-        finally:
-            if record:
-                record_scorer_tokens(tokens[0], tokens[1])
+        results = await gather([call(group) for group in groups])
         return [score for scores in results for score in scores]
 
     def _read(self, logprobs: dict[str, float]) -> float:
@@ -222,12 +213,6 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
         """One request for the group's prefixes; the top logprobs of each first token."""
         where = f"{endpoint.base_url} (model {self.model!r})"
         missing = f"{where}: answer has no logprobs; does the server return them?"
-        common: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": 1,
-            "temperature": 0.0,
-            "extra_body": self.extra_body,
-        }
         found: list[dict[str, float]] = []
         if self.api == "completions":
             # Plain JSON on the provider's own hot path, as the provider's requests go.
@@ -247,34 +232,27 @@ class LogprobScorer(CachedScorer, UsesEndpoints):
                 if top is None:
                     raise ScoringError(missing)
                 found.append(top)
-            counts = answer.get("usage") if isinstance(answer, dict) else None
-            counts = counts if isinstance(counts, dict) else {}
-            used = (
-                int(counts.get("prompt_tokens") or 0),
-                int(counts.get("completion_tokens") or 0),
-            )
-            return found, used
-        else:
-            (steps,) = group
-            chat = await endpoint.client.chat.completions.create(
-                messages=self.messages(problem, steps),  # type: ignore[arg-type]
-                logprobs=True,
-                top_logprobs=self.top_logprobs,
-                **common,
-            )
-            usage = chat.usage
-            content = (
-                chat.choices[0].logprobs.content
-                if chat.choices and chat.choices[0].logprobs
-                else None
-            )
-            if not content:
-                raise ScoringError(missing)
-            top = {t.token: t.logprob for t in content[0].top_logprobs}
-            top.setdefault(content[0].token, content[0].logprob)
-            found.append(top)
-        used = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-        return found, used
+            return found, read_usage(answer.get("usage"))
+        (steps,) = group
+        chat = await endpoint.client.chat.completions.create(
+            model=self.model,
+            messages=self.messages(problem, steps),  # type: ignore[arg-type]
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=self.top_logprobs,
+            extra_body=self.extra_body,
+        )
+        usage = chat.usage
+        content = (
+            chat.choices[0].logprobs.content if chat.choices and chat.choices[0].logprobs else None
+        )
+        if not content:
+            raise ScoringError(missing)
+        top = {t.token: t.logprob for t in content[0].top_logprobs}
+        top.setdefault(content[0].token, content[0].logprob)
+        found.append(top)
+        return found, (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
 
 
 class MathShepherdScorer(LogprobScorer):

@@ -34,7 +34,7 @@ from typing import Any, Literal, cast
 import anyio
 import openai
 
-from providers.openai_compat.batching import BatchMember, PromptBatcher
+from providers.openai_compat.batching import BatchMember, PromptBatcher, split_into
 from providers.openai_compat.concurrency import gather
 from providers.openai_compat.endpoints import Endpoint, EndpointPool, Routing, UsesEndpoints
 from providers.openai_compat.probe import ProbeReport, Tokenizer, cached_probe, count_tokens
@@ -340,7 +340,7 @@ class OpenAIProvider(UsesEndpoints):
         """
         await self.prepare()
         prompt = await self._prompt(request)
-        if prompt is not None and request.seed is None and self.batching:
+        if prompt is not None and self.batching:  # the batcher sends a seeded one alone
             return await self._batcher.generate(request, prompt)
         return await self._generate_one(request, prompt)
 
@@ -409,11 +409,7 @@ class OpenAIProvider(UsesEndpoints):
             completion_tokens,
             prompt_weights=[len(p) for p in prompts],
         )
-        parts, start = [], 0
-        for member in members:
-            parts.append(steps[start : start + member.request.n])
-            start += member.request.n
-        return parts
+        return split_into(steps, (member.request.n for member in members))
 
     async def _first(
         self, endpoint: Endpoint, request: StepRequest, prompt: str | None

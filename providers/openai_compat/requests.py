@@ -20,7 +20,7 @@ from rebase_agent.protocols import StepRequest
 if TYPE_CHECKING:
     from providers.openai_compat.endpoints import Endpoint
 
-__all__ = ("Choice", "RequestBuilder", "mentions_n", "n_cap", "names_n")
+__all__ = ("Choice", "RequestBuilder", "mentions_n", "n_cap", "names_n", "read_usage")
 
 _N_PARAM = re.compile(
     r"(?<![\w\\-])['\"`]?n['\"`]?(?![\w-])|n_cmpl|one completion choice|"
@@ -62,7 +62,9 @@ _COMPLETION_FIELDS = frozenset({"index", "text", "finish_reason", "logprobs"})
 _CHAT_FIELDS = frozenset({"index", "message", "finish_reason", "logprobs"})
 
 
-def _usage(usage: object) -> tuple[int, int]:
+def read_usage(usage: object) -> tuple[int, int]:
+    """``(prompt_tokens, completion_tokens)`` of an answer's decoded ``usage`` (0 where
+    missing)."""
     if not isinstance(usage, dict):
         return 0, 0
     return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -86,7 +88,7 @@ def _read_choices(data: object, url: str, *, chat: bool) -> tuple[list[Choice], 
         text = text if isinstance(text, str) else ""
         choices.append(Choice(text, reason if isinstance(reason, str) else None, extra))
     assert isinstance(data, dict)
-    return (choices, *_usage(data.get("usage")))
+    return (choices, *read_usage(data.get("usage")))
 
 
 @dataclass(frozen=True)
