@@ -7,7 +7,11 @@ contender:
 * ``sequential``: ``llama_cpp.Llama.create_completion``, one sequence at a time (tree only);
 * ``provider``: :class:`~providers.llamacpp.LlamaCppProvider`, exact sampling (the whole
   vocabulary, as REBASE defines it), and ``provider top-k K`` (``--top-k``, a documented
-  option of the provider, off by default: sampling among the K likeliest tokens only);
+  option of the provider, off by default: sampling among the K likeliest tokens only), and
+  ``provider odd rows``: exact sampling with the engine's ``even_outputs`` off (a decode's
+  logits rows as they come, odd counts included; see :class:`~providers.llamacpp._engine.Engine`),
+  and ``provider ubatch 512``: llama.cpp computing up to 512 rows at once instead of
+  :data:`~providers.llamacpp._engine.CPU_UBATCH`;
 * ``llama-server``: the project's own :class:`~providers.openai_compat.OpenAIProvider`
   (``server="llama_server"``, ``n`` per parent) pointed at llama.cpp's ``llama-server -np 16
   -kvu``, started here from ``--llama-server PATH`` (sent ``top_k=0, min_p=0``: the same exact
@@ -40,7 +44,10 @@ rows per ``llama_decode``), the share of the wall time spent in ``llama_decode``
 per second as a fraction of batched-bench at that batch size (interpolated between the sizes 1
 to 32 it ran, linearly in log size), and batched-bench's own time for the same work (the sampled
 tokens at its decode speed at that batch, the prompt tokens evaluated, policy's and judge's, at
-its prompt speed) over the wall time; and prompt tokens evaluated over unique prompt tokens (the
+its prompt speed) over the wall time, and the same priced decode by decode (each decode's
+sampled rows at batched-bench's speed at that many sequences, its prompt rows at its prompt
+speed: the batch varies as a depth fills and drains); and prompt tokens evaluated over unique
+prompt tokens (the
 nodes of a trie of every prompt sent, policy and judge; below 1 means generated steps were not
 evaluated again as prompts; llama-server's count is its ``prompt_tokens_total`` metric).
 
@@ -60,6 +67,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import logging
 import math
 import re
@@ -79,6 +87,8 @@ import anyio
 import anyio.to_thread
 
 from providers.llamacpp import LlamaCppProvider, LlamaCppScorer, LlamaModel, default_model_path
+from providers.llamacpp import _engine as engine_module
+from providers.llamacpp._engine import DecodeShape
 from providers.llamacpp.repack import load_llama
 from rebase_agent import RebaseConfig, ScoreRequest, StepCompletion, StepRequest, solve
 from rebase_agent.backends import prepare
@@ -110,6 +120,8 @@ class Row:
     """The local engine's mean KV cells in use at a ``llama_decode``."""
     decode_share: float | None = None
     """The local engine's time in ``llama_decode`` over the wall time."""
+    trace: list[DecodeShape] | None = None
+    """The local engine's decodes (:attr:`Engine.trace`)."""
 
 
 class Trie:
@@ -316,6 +328,21 @@ def batched_bench(binary: str, model: str, args: argparse.Namespace) -> dict[int
     return rates
 
 
+def same_decodes(ceiling: dict[int, float], trace: list[DecodeShape]) -> float:
+    """batched-bench's seconds for the engine's own decodes, each priced at its own batch: a
+    decode's sampled rows at batched-bench's decode speed at that many sequences (its speed at
+    the nearest size it ran outside them), its prompt rows at its prompt speed."""
+    sizes = sorted(size for size in ceiling if size != PREFILL)
+    seconds = 0.0
+    for d in trace:
+        if d.sampled:
+            size = min(max(d.sampled, sizes[0]), sizes[-1])
+            rate = at_batch(ceiling, size) or ceiling[sizes[-1]]
+            seconds += d.sampled / rate
+        seconds += (d.rows - d.sampled - d.padded) / ceiling[PREFILL]
+    return seconds
+
+
 # -- workloads ----------------------------------------------------------------------------------
 
 
@@ -404,6 +431,16 @@ def decode(provider: LlamaCppProvider, width: int, args: argparse.Namespace) -> 
 
 
 # -- the run ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cpu_ubatch(rows: int) -> Iterator[None]:
+    """Engines made inside compute ``rows`` rows at once on the CPU (``n_ubatch``)."""
+    saved, engine_module.CPU_UBATCH = engine_module.CPU_UBATCH, rows
+    try:
+        yield
+    finally:
+        engine_module.CPU_UBATCH = saved
 
 
 @contextlib.contextmanager
@@ -529,12 +566,14 @@ def run_contender(
 
         rec, seconds, correct, evaluated = anyio.run(both)
         return row(rec, seconds, evaluated, f"{correct}/{args.problems}" if correct >= 0 else "")
-    top_k = 0 if name == "provider exact" else args.top_k
-    with local_pair(model, args, top_k, template) as (provider, scorer):
+    top_k = args.top_k if name.startswith("provider top-k") else 0
+    ubatch = 512 if name == "provider ubatch 512" else engine_module.CPU_UBATCH
+    with cpu_ubatch(ubatch), local_pair(model, args, top_k, template) as (provider, scorer):
         e = provider.engine
-        e.count_cells = True
+        e.even_outputs = name != "provider odd rows"
+        e.trace = []
         before = e.tokens_evaluated
-        calls, sampled, busy, cells = e.decode_calls, e.sampled_rows, e.decode_s, e.cells_in_use
+        calls, sampled, busy = e.decode_calls, e.sampled_rows, e.decode_s
         if workload == "tree":
             rec, seconds = anyio.run(tree, provider, args)
             note = ""
@@ -546,8 +585,17 @@ def run_contender(
         decodes = max(1, e.decode_calls - calls)
         batch = (e.sampled_rows - sampled) / decodes
         got = row(rec, seconds, evaluated, note, (batch, (e.decode_s - busy) / seconds))
-        got.cells = (e.cells_in_use - cells) / decodes
-        print(f"  {workload:<5} {name:<22} {got.cells:.0f} KV cells in use at a decode", flush=True)
+        got.trace, e.trace = e.trace, None
+        got.cells = statistics.fmean(d.cells for d in got.trace) if got.trace else 0.0
+        outputs = sum(d.outputs - d.sampled for d in got.trace)
+        print(
+            f"  {workload:<5} {name:<22} {got.cells:.0f} KV cells in use at a decode; "
+            f"{outputs} prompt rows with logits",
+            flush=True,
+        )
+        if args.trace:
+            with open(f"{args.trace}.{workload}.{name.replace(' ', '-')}.jsonl", "w") as f:
+                f.writelines(json.dumps(d._asdict()) + "\n" for d in got.trace)
         return got
 
 
@@ -556,7 +604,10 @@ def main() -> None:
     parser.add_argument("--model", help="GGUF path (default: the bundled Gemma 3 270M)")
     parser.add_argument("--workloads", default="tree,eval", help="tree, eval, decode")
     parser.add_argument(
-        "--skip", default="", help="contenders to leave out: sequential, provider, topk"
+        "--skip",
+        default="",
+        help="contenders to leave out: sequential, provider, odd (the provider without "
+        "even_outputs), ubatch (the provider computing 512 rows at once, as before), topk",
     )
     parser.add_argument("--step-tokens", type=int, default=48, help="most tokens per step")
     parser.add_argument("--problems", type=int, default=16, help="eval: arithmetic chains")
@@ -593,6 +644,13 @@ def main() -> None:
         "are sent as they come and queue in the server",
     )
     parser.add_argument("--repack", choices=["auto", "on", "off"], default=None)
+    parser.add_argument(
+        "--trace",
+        default=None,
+        metavar="PREFIX",
+        help="write the local engine's decodes (rows, sampled, outputs, cells, seconds) to "
+        "PREFIX.WORKLOAD.CONTENDER.jsonl",
+    )
     args = parser.parse_args()
     # A `timeout` in front of the run still stops the llama-server started here.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -621,6 +679,10 @@ def main() -> None:
             names = ["sequential"] if workload == "tree" and "sequential" not in skip else []
             if "provider" not in skip:
                 names.append("provider exact")
+            if "odd" not in skip:
+                names.append("provider odd rows")
+            if "ubatch" not in skip:
+                names.append("provider ubatch 512")
             if "topk" not in skip:
                 names.append(f"provider top-k {args.top_k}")
             if server is not None:
@@ -669,6 +731,8 @@ def report(rows: list[Row], ceiling: dict[int, float], args: argparse.Namespace)
                 # batch, prompt tokens (policy and judge) at its prompt speed
                 ideal = r.tokens / bench + r.evaluated / ceiling[PREFILL]
                 work = f"{ideal / r.seconds:.2f}"
+                if r.trace:
+                    work += f", {same_decodes(ceiling, r.trace) / r.seconds:.2f}"
         ratio = "-"
         if r.evaluated is not None and r.unique:
             ratio = f"{r.evaluated / r.unique:.2f} ({r.evaluated}/{r.unique})"

@@ -93,12 +93,16 @@ class Run:
             for st in self.states:
                 self._fail(st, ProviderError("llama.cpp engine stalled with nothing to decode"))
         elif n > 0:
+            pad = self._pad(n) if self.e.even_outputs else None
             try:
-                self._decode(n, sampled)
+                self._decode(n + (pad is not None), sampled, pad)
             except ProviderError as exc:
                 for st in self.states:
                     if st.live or (st.prefill is not None and st.prefill.chunk):
                         self._fail(st, exc)
+            finally:
+                if pad is not None:
+                    self.pool.drop(pad)
             self._draw_live()
             for st in self.states:
                 if not st.job.done:
@@ -294,12 +298,27 @@ class Run:
                 n += 1
         return n, sampled
 
-    def _decode(self, n: int, sampled: int) -> None:
-        status = self.e.decode(n, sampled)
+    def _pad(self, n: int) -> int | None:
+        """Pad a batch of an odd number (3 or more) of sampled rows and nothing else with one
+        row (see :attr:`~providers.llamacpp._engine.Engine.even_outputs`): row ``n``, one token
+        of a sequence of its own; return that sequence (the caller drops it after the decode),
+        or ``None``. Batches with prompt rows are left as they are (no gain measured there)."""
+        b = self.e.batch
+        if n < 3 or n % 2 == 0 or not all(b.logits[i] for i in range(n)):
+            return None
+        if n >= self.e.n_batch or self.pool.n_free < 1 or self.pool.headroom() < 1:
+            return None
+        seq = self.pool.acquire()
+        self.e.put(n, self.e.model.bos, 0, seq, True)
+        return seq
+
+    def _decode(self, n: int, sampled: int, pad: int | None = None) -> None:
+        padded = int(pad is not None)
+        status = self.e.decode(n, sampled, padded)
         if status == 1:  # no KV slot: free every cached prefix and try once more
             logger.info("llama.cpp found no KV slot for %d tokens; dropping cached prefixes", n)
             self.pool.clear()
-            status = self.e.decode(n, sampled)
+            status = self.e.decode(n, sampled, padded)
         if status != 0:
             raise ProviderError(
                 f"llama_decode failed with status {status} on a batch of {n} tokens "

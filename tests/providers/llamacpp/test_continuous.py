@@ -157,8 +157,9 @@ def test_owners_take_turns_when_the_context_is_full(make_provider: Any) -> None:
             ended_at["a" if job is big else "b"] = engine.decode_calls
     assert big.error is None and small.error is None
     assert all(o is not None and len(o.tokens) == 40 for o in big.outputs)
-    # "b" ran next to the first of "a"'s continuations instead of after all six.
-    assert ended_at["b"] < ended_at["a"] / 2
+    # "b" ran next to the first of "a"'s continuations instead of after all six: it ended
+    # as soon as its own 40 tokens allowed (its prompt rides with a's first decode).
+    assert ended_at["b"] <= 41 < ended_at["a"]
     assert_clean(engine)
 
 
@@ -191,9 +192,9 @@ async def test_scoring_rides_in_the_policys_batches(make_provider: Any, tiny_mod
     batches: list[int] = []
     decode = engine.decode
 
-    def recording(n_tokens: int, sampled: int = 0) -> int:
-        batches.append(n_tokens)
-        return decode(n_tokens, sampled)
+    def recording(n_tokens: int, sampled: int = 0, padded: int = 0) -> int:
+        batches.append(n_tokens - padded)
+        return decode(n_tokens, sampled, padded)
 
     engine.decode = recording  # type: ignore[method-assign]
     request = ScoreRequest(problem="what is 2+3?", solutions=(("2 and 3 is 5\n\n",),))
@@ -261,3 +262,56 @@ async def test_the_engine_counts_the_rows_it_sampled_apart_from_prompt_rows(
     assert prompt_rows == prompts  # each prompt once, its children forked from it
     assert 3.0 < engine.sampled_rows / engine.decode_calls <= 5.0  # generation's batch size
     assert engine.decode_s > 0.0
+
+
+@pytest.mark.parametrize("even", [True, False])
+async def test_odd_logits_rows_are_made_even_without_changing_what_is_evaluated(
+    make_provider: Any, even: bool
+) -> None:
+    provider = make_provider(n_ctx=1024, n_seq_max=8, prefix_cache=False)
+    engine = provider.engine
+    engine.even_outputs = even
+    engine.trace = []
+    out = await provider.generate(req(n=3, temperature=1.0, seed=7))  # 3 sequences a decode
+    trace = engine.trace
+    prompt = len(provider.tokenize_prompt("what is 2+3?", ""))
+    assert [c.completion_tokens for c in out] == [12, 12, 12]
+    assert engine.sampled_rows == 3 * 11
+    assert engine.tokens_evaluated == prompt + 3 * 11  # padding is not counted as evaluated
+    assert engine.tokens_evaluated == sum(d.rows - d.padded for d in trace)
+    decoding = [d for d in trace if d.sampled == 3]
+    assert len(decoding) == 11
+    if even:  # each 3-row decode got one padding row with logits, on a sequence of its own
+        assert all(d.rows == 4 and d.outputs == 4 and d.padded == 1 for d in decoding)
+        assert engine.padded_rows == 11
+    else:
+        assert all(d.rows == 3 and d.outputs == 3 and d.padded == 0 for d in decoding)
+        assert engine.padded_rows == 0
+    assert_clean(engine)  # the padding rows' ids and cells were given back
+
+
+async def test_batches_with_prompt_rows_are_not_padded(make_provider: Any) -> None:
+    provider = make_provider(n_ctx=1024, n_seq_max=8, prefix_cache=False)
+    engine = provider.engine
+    engine.trace = []
+    alone = make_provider(n_ctx=1024, n_seq_max=8, prefix_cache=False)
+    alone.engine.even_outputs = False
+    request = req("what is 9+4?", n=2, temperature=1.0, seed=3)
+    result: dict[str, Any] = {}
+
+    async def first() -> None:
+        result["first"] = await provider.generate(req(n=3, max_tokens=40, temperature=1.0))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first)
+        while engine.decode_calls < 2:  # 3 sequences are decoding
+            await anyio.lowlevel.checkpoint()
+        result["second"] = await provider.generate(request)
+    # The second prompt joined 3 sampled rows: 4 rows with logits or more, and no padding.
+    joined = [d for d in engine.trace if d.sampled == 3 and d.rows > 3 + d.padded]
+    assert joined and all(d.padded == 0 for d in joined)
+    assert any(d.sampled == 3 and d.padded == 1 for d in engine.trace)  # before it joined
+    # What was sampled does not depend on the padding (exact sampling, a seeded generator a
+    # sequence, and each row's logits depend on its own sequence only).
+    assert [c.text for c in result["second"]] == [c.text for c in await alone.generate(request)]
+    assert_clean(engine)
