@@ -93,7 +93,7 @@ class Run:
             for st in self.states:
                 self._fail(st, ProviderError("llama.cpp engine stalled with nothing to decode"))
         elif n > 0:
-            pad = self._pad(n) if self.e.even_outputs else None
+            pad = self._pad(n, sampled) if self.e.even_outputs else None
             try:
                 self._decode(n + (pad is not None), sampled, pad)
             except ProviderError as exc:
@@ -298,13 +298,12 @@ class Run:
                 n += 1
         return n, sampled
 
-    def _pad(self, n: int) -> int | None:
+    def _pad(self, n: int, sampled: int) -> int | None:
         """Pad a batch of an odd number (3 or more) of sampled rows and nothing else with one
         row (see :attr:`~providers.llamacpp._engine.Engine.even_outputs`): row ``n``, one token
         of a sequence of its own; return that sequence (the caller drops it after the decode),
         or ``None``. Batches with prompt rows are left as they are (no gain measured there)."""
-        b = self.e.batch
-        if n < 3 or n % 2 == 0 or not all(b.logits[i] for i in range(n)):
+        if n != sampled or n < 3 or n % 2 == 0:
             return None
         if n >= self.e.n_batch or self.pool.n_free < 1 or self.pool.headroom() < 1:
             return None
