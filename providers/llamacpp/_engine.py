@@ -141,7 +141,7 @@ class Engine:
         CPU matrix products for repacked weights take rows in groups and do the rest one at a
         time, and the output matrix dominates a small model's decode: on the 2-core x86 machine
         measured, 5 rows took 102 ms and 6 rows 78 ms (Gemma 3 270M, Q8_0 output matrix), and
-        the tree workload of ``benchmarks/local_throughput.py`` ran 1.21x faster. In batches
+        the tree workload of ``benchmarks/local_throughput.py`` ran 1.16-1.19x faster. In batches
         with prompt rows no gain was measured, so they are left alone. What is sampled is
         unchanged: each row's logits depend on its own sequence only."""
         self.padded_rows = 0
