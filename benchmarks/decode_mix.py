@@ -2,23 +2,21 @@
 
 The engine puts one row per sampled sequence and chunks of new prompts (the policy's and a
 same-model judge's) into the same batch; ``llama-batched-bench`` times prompts and decoding in
-separate phases. This measures, on one context with a unified KV cache, the median time of:
+separate phases, at 1, 2, 4, ..., 32 sequences. This times, on one engine context with a
+unified KV cache (``--sequences`` sequences of ``--cells-each`` cells, and one prompt sequence
+of 200 tokens: about 2,250 cells in use by default), the median over interleaved rounds of one
+decode of:
 
-* ``decode S``: S sampled rows (logits on), one per sequence, each sequence holding ``--cells``
-  / S cells;
-* ``prompt P``: P new prompt rows of one sequence, no logits; ``prompt P, L logits``: with L of
-  them read (a judge reads its label's logits; a generation job its last prompt token's);
-* ``mixed S + P``: both in one batch, against the sum of the two alone;
-* the same decode over a shorter and a longer KV span;
-* ``decode S`` for S from 1 to 64 (odd counts of logits rows cost more than the next even
-  count with repacked weights; 64 rows and more take the tiled flash-attention path).
+* ``decode S``: S sampled rows (logits on), one per sequence, S = 1 to 24, 32, 48, 64 (odd
+  counts of logits rows cost more than the next even count with repacked weights);
+* ``S + P``: S sampled rows and P new prompt rows of the prompt sequence, no logits (mixed
+  batches; 64 rows or more take llama.cpp's tiled flash-attention path unless ``--n-ubatch``
+  splits them), and ``5 + 1, with logits``: the prompt row's logits on;
+* ``prompt P``: P prompt rows alone.
 
-It prints per-row costs from these (a prompt row, a logits row, a sampled row)::
+Each decode is undone after it, so every round sees the same cache::
 
-    python benchmarks/decode_mix.py --threads 2 [--n-ubatch 512] [--model PATH] [--json out.json]
-
-(The README's figures: ``--n-ubatch 512``, as the engine computed batches before it took
-:data:`~providers.llamacpp._engine.CPU_UBATCH` rows at a time on the CPU.)
+    python benchmarks/decode_mix.py --threads 2   # n_ubatch 32 (the engine's) and 512, side by side
 """
 
 from __future__ import annotations
@@ -35,6 +33,11 @@ import numpy as np
 from providers.llamacpp._engine import Engine
 from providers.llamacpp._lib import llama_cpp
 from providers.llamacpp.model import LlamaModel
+
+PROMPT_SEQ = 127
+"""The sequence new prompt rows go to."""
+SWEEP = (*range(1, 25), 32, 48, 64)
+MIXED = ((22, 40), (22, 60), (20, 100))
 
 
 def default_model() -> str:
@@ -54,7 +57,6 @@ class Bench:
         )
         self.mem = llama_cpp.llama_get_memory(self.e.ctx)
         self.rng = np.random.default_rng(0)
-        self.vocab = model.n_vocab
         self.lengths: dict[int, int] = {}
 
     def tokens(self, n: int) -> list[int]:
@@ -71,128 +73,70 @@ class Bench:
             done += chunk
         self.lengths[seq] = n
 
-    def clear(self) -> None:
-        llama_cpp.llama_memory_clear(self.mem, True)
-        self.lengths.clear()
 
-
-def decode_once(
-    b: Bench, sampled: list[int], prompt_seq: int | None, prompt: int, reads: int
-) -> float:
-    """Time one decode of a row for each sequence of ``sampled`` and ``prompt`` rows of
-    ``prompt_seq`` (``reads`` of them with logits); the KV cache is restored after it."""
+def decode_once(b: Bench, sampled: int, prompt: int, reads: int = 0) -> float:
+    """Seconds of one decode of a row for each of sequences ``0 .. sampled - 1`` and
+    ``prompt`` rows of :data:`PROMPT_SEQ` (the last ``reads`` of them with logits); the KV
+    cache is restored after it."""
     e, n = b.e, 0
-    for seq in sampled:
+    for seq in range(sampled):
         e.put(n, int(b.rng.integers(1000, 20000)), b.lengths[seq], seq, True)
         n += 1
-    if prompt_seq is not None:
-        start = b.lengths.get(prompt_seq, 0)
-        toks = b.tokens(prompt)
-        for j in range(prompt):
-            e.put(n, toks[j], start + j, prompt_seq, j >= prompt - reads)
-            n += 1
+    start = b.lengths[PROMPT_SEQ]
+    for j, token in enumerate(b.tokens(prompt)):
+        e.put(n, token, start + j, PROMPT_SEQ, j >= prompt - reads)
+        n += 1
     t = time.perf_counter()
-    status = int(llama_cpp.llama_decode(e.ctx, _batch(e, n)))
+    assert e.decode(n) == 0
     elapsed = time.perf_counter() - t
-    assert status == 0, status
-    for seq in sampled:  # undo: drop the row just added
+    for seq in [*range(sampled), PROMPT_SEQ]:  # undo: drop the rows just added
         llama_cpp.llama_memory_seq_rm(b.mem, seq, b.lengths[seq], -1)
-    if prompt_seq is not None:
-        llama_cpp.llama_memory_seq_rm(b.mem, prompt_seq, b.lengths.get(prompt_seq, 0), -1)
     return elapsed
-
-
-def _batch(e: Engine, n: int) -> object:
-    e.batch.n_tokens = n
-    return e.batch
-
-
-def median(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    fn()  # warm-up
-    return statistics.median(fn() for _ in range(repeat))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="GGUF (default: the embedded Gemma 3 270M)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--sampled", type=int, default=22, help="sampled rows (sequences)")
-    p.add_argument("--prompt", type=int, default=40, help="prompt rows beside them")
-    p.add_argument("--cells", type=int, default=2048, help="KV cells held by the sequences")
-    p.add_argument("--repeat", type=int, default=9)
+    p.add_argument("--sequences", type=int, default=64, help="sequences that hold cells")
+    p.add_argument("--cells-each", type=int, default=32, help="cells each of them holds")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (the median)")
     p.add_argument(
         "--n-ubatch",
-        type=int,
-        default=None,
-        help="rows llama.cpp computes at once (default: the engine's; 512 to see a whole batch "
-        "of 64 rows or more take the tiled flash-attention path)",
+        default="32,512",
+        help="rows llama.cpp computes at once, one context each, measured in the same rounds "
+        "(512: a batch of 64 rows or more takes the tiled flash-attention path)",
     )
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default=None, help="also write the medians (ms) here")
     args = p.parse_args()
 
     model = LlamaModel(args.model or default_model())
-    b = Bench(model, args.threads, n_ctx=8192, n_ubatch=args.n_ubatch)
-    out: dict[str, float] = {}
-    s, pr = args.sampled, args.prompt
-    seqs = list(range(s))
-    prompt_seq = s
-
-    def setup(cells: int) -> None:
-        b.clear()
-        for seq in seqs:
-            b.fill(seq, max(1, cells // s))
-        b.fill(prompt_seq, 64)
-
-    for cells in (args.cells // 4, args.cells, args.cells * 2):
-        setup(cells)
-        out[f"decode {s} over {cells} cells"] = median(
-            lambda: decode_once(b, seqs, None, 0, 0), args.repeat
-        )
-    setup(args.cells)
-    out[f"decode {s}"] = out[f"decode {s} over {args.cells} cells"]
-    for rows in (pr, 256):
-        for reads in (0, 1, 4):
-            out[f"prompt {rows}, {reads} logits"] = median(
-                lambda rows=rows, reads=reads: decode_once(b, [], prompt_seq, rows, reads),
-                args.repeat,
-            )
-    out[f"mixed {s} + {pr}"] = median(lambda: decode_once(b, seqs, prompt_seq, pr, 0), args.repeat)
-    out[f"mixed {s} + {pr}, 4 logits"] = median(
-        lambda: decode_once(b, seqs, prompt_seq, pr, 4), args.repeat
-    )
-    out[f"mixed {s} + {pr}, 1 logits"] = median(
-        lambda: decode_once(b, seqs, prompt_seq, pr, 1), args.repeat
-    )
-    for rows in (1, 8, 16, 18, 20, 24, 26, 32, 48, 64):
-        if rows <= len(seqs) or rows > s:
-            extra = list(range(prompt_seq + 1, prompt_seq + 1 + max(0, rows - s)))
-            for seq in extra:
-                if seq not in b.lengths:
-                    b.fill(seq, max(1, args.cells // s))
-            use = (seqs + extra)[:rows]
-            out[f"decode {rows}"] = median(
-                lambda use=use: decode_once(b, use, None, 0, 0), args.repeat
-            )
-
-    ms = {k: v * 1e3 for k, v in out.items()}
-    width = max(map(len, ms))
-    for k, v in ms.items():
-        print(f"{k:<{width}}  {v:8.2f} ms")
-    dec, pp = ms[f"decode {s}"], ms[f"prompt {pr}, 0 logits"]
-    mixed = ms[f"mixed {s} + {pr}"]
-    per_logit = (ms[f"prompt {pr}, 4 logits"] - pp) / 4
-    print(
-        f"\nmixed / (decode + prompt alone): {mixed / (dec + pp):.3f}"
-        f"\nper prompt row: {pp / pr:.3f} ms at {pr} rows, "
-        f"{ms['prompt 256, 0 logits'] / 256:.3f} ms at 256"
-        f"\nper logits row beyond a prompt row: {per_logit:.3f} ms"
-        f"\nper sampled row: {dec / s:.3f} ms over {args.cells} cells "
-        f"({ms[f'decode {s} over {args.cells // 4} cells'] / s:.3f} over {args.cells // 4}, "
-        f"{ms[f'decode {s} over {args.cells * 2} cells'] / s:.3f} over {args.cells * 2})"
-    )
+    ubatches = [int(u) for u in args.n_ubatch.split(",")]
+    benches = [Bench(model, args.threads, n_ctx=8192, n_ubatch=u) for u in ubatches]
+    for b in benches:
+        for seq in range(max(args.sequences, max(SWEEP))):
+            b.fill(seq, args.cells_each)
+        b.fill(PROMPT_SEQ, 200)
+    shapes: dict[str, tuple[int, int, int]] = {f"decode {s}": (s, 0, 0) for s in SWEEP}
+    shapes |= {f"{s} + {p}": (s, p, 0) for s, p in MIXED}
+    shapes |= {"5 + 1": (5, 1, 0), "5 + 1, with logits": (5, 1, 1)}
+    shapes |= {"prompt 40": (0, 40, 0), "prompt 256": (0, 256, 0)}
+    times = {(u, name): [] for u in ubatches for name in shapes}  # type: ignore[var-annotated]
+    for _ in range(args.rounds + 1):  # the first round warms up
+        for name, shape in shapes.items():
+            for u, b in zip(ubatches, benches, strict=True):
+                times[u, name].append(decode_once(b, *shape) * 1e3)
+    ms = {f"{name} @ {u}": statistics.median(t[1:]) for (u, name), t in times.items()}
+    cells = sum(benches[0].lengths.values())
+    print(f"{cells} cells in use; ms (ms a row) at n_ubatch " + ", ".join(map(str, ubatches)))
+    for name, shape in shapes.items():
+        rows = shape[0] + shape[1]
+        cols = [f"{ms[f'{name} @ {u}']:7.1f} ({ms[f'{name} @ {u}'] / rows:5.2f})" for u in ubatches]
+        print(f"{name:<20} " + "  ".join(cols))
     if args.json:
         Path(args.json).write_text(json.dumps(ms, indent=2))
-    b.e.close()
+    for b in benches:
+        b.e.close()
 
 
 if __name__ == "__main__":

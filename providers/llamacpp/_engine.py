@@ -140,7 +140,7 @@ class Engine:
         padding row with logits (a free sequence id and cell, for that decode only). llama.cpp's
         CPU matrix products for repacked weights take rows in groups and do the rest one at a
         time, and the output matrix dominates a small model's decode: on the 2-core x86 machine
-        measured, 5 rows took 102 ms and 6 rows 78 ms (Gemma 3 270M, Q8_0 output matrix), and
+        measured, 5 rows took 90 ms and 6 rows 70 ms (Gemma 3 270M, Q8_0 output matrix), and
         the tree workload of ``benchmarks/local_throughput.py`` ran 1.16-1.19x faster. In batches
         with prompt rows no gain was measured, so they are left alone. What is sampled is
         unchanged: each row's logits depend on its own sequence only."""
@@ -327,9 +327,11 @@ CPU_UBATCH = 32
 attention takes 64 query rows or more as tiles and skips a block of KV cells only when every
 row of the tile masks it, so in a batch of many sequences on a unified KV cache each row
 attends over every occupied cell; below 64 rows each row skips the cells it does not see.
-Measured on the 2-core x86 machine (Gemma 3 270M, about 2,250 cells in use): 22 sampled + 60
-prompt rows 585 -> 490 ms, 64 sampled rows 764 -> 547 ms, a 256-token prompt alone 1,160 ->
-1,191 ms (512 -> 32 rows a ubatch)."""
+It is a trade: ``benchmarks/decode_mix.py`` on the 2-core x86 machine (Gemma 3 270M, about
+2,250 cells in use, 512 against 32 rows a ubatch, same rounds): 64 sampled rows 641 -> 516 ms,
+22 sampled + 60 prompt rows 462 -> 428 ms, but 20 + 100 rows 568 -> 601 ms and a 256-token
+prompt alone 948 -> 1,117 ms. On the eval workload of ``benchmarks/local_throughput.py`` (many
+sequences, judge prompts beside them) 32 rows ran 1.16x faster."""
 
 
 def default_ubatch(model: LlamaModel) -> int:

@@ -94,8 +94,9 @@ class Run:
                 self._fail(st, ProviderError("llama.cpp engine stalled with nothing to decode"))
         elif n > 0:
             pad = self._pad(n, sampled) if self.e.even_outputs else None
+            padded = 0 if pad is None else 1
             try:
-                self._decode(n + (pad is not None), sampled, pad)
+                self._decode(n + padded, sampled, padded)
             except ProviderError as exc:
                 for st in self.states:
                     if st.live or (st.prefill is not None and st.prefill.chunk):
@@ -311,8 +312,7 @@ class Run:
         self.e.put(n, self.e.model.bos, 0, seq, True)
         return seq
 
-    def _decode(self, n: int, sampled: int, pad: int | None = None) -> None:
-        padded = int(pad is not None)
+    def _decode(self, n: int, sampled: int, padded: int) -> None:
         status = self.e.decode(n, sampled, padded)
         if status == 1:  # no KV slot: free every cached prefix and try once more
             logger.info("llama.cpp found no KV slot for %d tokens; dropping cached prefixes", n)
