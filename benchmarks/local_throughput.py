@@ -10,8 +10,8 @@ contender:
   option of the provider, off by default: sampling among the K likeliest tokens only), and
   ``provider odd rows``: exact sampling with the engine's ``even_outputs`` off (a decode's
   logits rows as they come, odd counts included; see :class:`~providers.llamacpp._engine.Engine`),
-  and ``provider ubatch 512``: llama.cpp computing up to 512 rows at once instead of
-  :data:`~providers.llamacpp._engine.CPU_UBATCH`;
+  and ``provider ubatch 512``: llama.cpp computing up to 512 rows at once (``n_ubatch=512``)
+  instead of the CPU default, :data:`~providers.llamacpp._engine.CPU_UBATCH`;
 * ``llama-server``: the project's own :class:`~providers.openai_compat.OpenAIProvider`
   (``server="llama_server"``, ``n`` per parent) pointed at llama.cpp's ``llama-server -np 16
   -kvu``, started here from ``--llama-server PATH`` (sent ``top_k=0, min_p=0``: the same exact
@@ -87,7 +87,6 @@ import anyio
 import anyio.to_thread
 
 from providers.llamacpp import LlamaCppProvider, LlamaCppScorer, LlamaModel, default_model_path
-from providers.llamacpp import _engine as engine_module
 from providers.llamacpp._engine import DecodeShape
 from providers.llamacpp.repack import load_llama
 from rebase_agent import RebaseConfig, ScoreRequest, StepCompletion, StepRequest, solve
@@ -434,18 +433,14 @@ def decode(provider: LlamaCppProvider, width: int, args: argparse.Namespace) -> 
 
 
 @contextlib.contextmanager
-def cpu_ubatch(rows: int) -> Iterator[None]:
-    """Engines made inside compute ``rows`` rows at once on the CPU (``n_ubatch``)."""
-    saved, engine_module.CPU_UBATCH = engine_module.CPU_UBATCH, rows
-    try:
-        yield
-    finally:
-        engine_module.CPU_UBATCH = saved
-
-
-@contextlib.contextmanager
 def local_pair(
-    model: LlamaModel, args: argparse.Namespace, top_k: int, template: str | None
+    model: LlamaModel,
+    args: argparse.Namespace,
+    top_k: int,
+    template: str | None,
+    *,
+    n_ubatch: int | None = None,
+    even_outputs: bool = True,
 ) -> Iterator[tuple[LlamaCppProvider, LlamaCppScorer]]:
     """The provider and, sharing its context, the judge."""
     provider = LlamaCppProvider(
@@ -453,6 +448,8 @@ def local_pair(
         n_ctx=args.n_ctx,
         n_seq_max=args.n_seq_max,
         n_threads=args.threads,
+        n_ubatch=n_ubatch,
+        even_outputs=even_outputs,
         top_k=top_k,
         template=template,
     )
@@ -567,10 +564,11 @@ def run_contender(
         rec, seconds, correct, evaluated = anyio.run(both)
         return row(rec, seconds, evaluated, f"{correct}/{args.problems}" if correct >= 0 else "")
     top_k = args.top_k if name.startswith("provider top-k") else 0
-    ubatch = 512 if name == "provider ubatch 512" else engine_module.CPU_UBATCH
-    with cpu_ubatch(ubatch), local_pair(model, args, top_k, template) as (provider, scorer):
+    ubatch = 512 if name == "provider ubatch 512" else None
+    even = name != "provider odd rows"
+    pair = local_pair(model, args, top_k, template, n_ubatch=ubatch, even_outputs=even)
+    with pair as (provider, scorer):
         e = provider.engine
-        e.even_outputs = name != "provider odd rows"
         e.trace = []
         before = e.tokens_evaluated
         calls, sampled, busy = e.decode_calls, e.sampled_rows, e.decode_s

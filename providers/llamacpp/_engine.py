@@ -68,9 +68,11 @@ class Engine:
             their work rides in the same decode loop (a scorer next to a provider).
         even_outputs: Pad decodes of an odd number of sampled rows to an even one (see
             :attr:`even_outputs`).
-        n_ubatch: Rows llama.cpp computes at once (default: :func:`default_ubatch`).
+        n_ubatch: Rows llama.cpp computes at once, at most ``n_batch`` (default:
+            :func:`default_ubatch`).
 
     Raises:
+        ValueError: ``n_seq_max`` below 2 or ``n_ubatch`` below 1, or a recurrent model.
         RuntimeError: llama.cpp could not create the context.
     """
 
@@ -90,6 +92,8 @@ class Engine:
     ) -> None:
         if n_seq_max < 2:
             raise ValueError("n_seq_max must be at least 2 (a parent and a child)")
+        if n_ubatch is not None and n_ubatch < 1:
+            raise ValueError(f"n_ubatch must be at least 1, got {n_ubatch}")
         if model.closed:
             raise RuntimeError(f"{model!r} is closed")
         if llama_cpp.llama_model_is_recurrent(model.ptr) or llama_cpp.llama_model_is_hybrid(
@@ -123,6 +127,8 @@ class Engine:
         self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
         self.n_seq_max = int(llama_cpp.llama_n_seq_max(ctx))
         self.n_batch = int(llama_cpp.llama_n_batch(ctx))
+        self.n_ubatch = int(llama_cpp.llama_n_ubatch(ctx))
+        """Rows llama.cpp computes at once (``n_ubatch``)."""
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         cached = self.n_ctx // 4 if max_cached_cells is None else max_cached_cells
         self.pool = SeqPool(ctx, self.n_seq_max, self.n_ctx, prefix_cache, cached)

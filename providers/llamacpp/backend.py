@@ -10,6 +10,7 @@ Options (``--option KEY=VALUE`` on the command line); with none, the embedded de
   ``judge_prompt``: ``own`` (default: the judge template's prompt) or ``policy`` (the question
   after the policy's own prompt, which the judge on the policy's context mostly finds cached);
 - ``n_ctx`` (8192), ``scorer_n_ctx`` (4096), ``n_seq_max`` (128), ``n_threads``;
+  ``n_ubatch``: rows llama.cpp computes at once (default: 32 on the CPU, 512 on a GPU);
 - ``n_gpu_layers`` (``-1``: all layers on the GPU of a CUDA/Metal/Vulkan build; lower it for a
   laptop GPU), ``scorer_n_gpu_layers`` (default: ``n_gpu_layers``);
 - ``template``: a format string with ``{problem}`` and optionally a trailing ``{solution}``
@@ -47,7 +48,15 @@ from rebase_agent.calculator import CalculatorProvider
 
 __all__ = ("llama_backend",)
 
-_SIZES = {"n_ctx", "scorer_n_ctx", "n_seq_max", "n_threads", "n_gpu_layers", "scorer_n_gpu_layers"}
+_SIZES = {
+    "n_ctx",
+    "scorer_n_ctx",
+    "n_seq_max",
+    "n_threads",
+    "n_ubatch",
+    "n_gpu_layers",
+    "scorer_n_gpu_layers",
+}
 """Integer options passed on to :func:`~providers.llamacpp.local_models` only when given, so
 its defaults are the backend's."""
 _INTS = {*_SIZES, "top_k"}

@@ -60,6 +60,7 @@ def local_models(
     n_gpu_layers: int = -1,
     scorer_n_gpu_layers: int | None = None,
     n_threads: int | None = None,
+    n_ubatch: int | None = None,
     template: str | PromptTemplate | None = None,
     chat: bool = False,
     scorer_chat: bool = False,
@@ -82,6 +83,9 @@ def local_models(
     anything is loaded; when they go to a GPU and do not fit its free memory, this fails with a
     message saying what needs how much (:func:`~providers.llamacpp.memory.check_memory`). The
     weights are freed when both the provider and the scorer are closed.
+
+    ``n_ubatch`` is the rows llama.cpp computes at once, for both (default: 32 on the CPU,
+    512 on a GPU; see :class:`~providers.llamacpp.LlamaCppProvider`).
 
     ``repack`` says how the CPU weights load (see :class:`~providers.llamacpp.LlamaModel`;
     default: repacked unless the llama.cpp build uses AMX).
@@ -123,6 +127,7 @@ def local_models(
         n_ctx=n_ctx,
         n_seq_max=n_seq_max,
         n_threads=n_threads,
+        n_ubatch=n_ubatch,
         template=template,
         chat=chat,
         top_k=top_k,
@@ -135,6 +140,7 @@ def local_models(
         n_seq_max=n_seq_max,
         n_gpu_layers=scorer_layers,
         n_threads=n_threads,
+        n_ubatch=n_ubatch,
         chat=scorer_chat,
         judge_prefix=provider.tokenize_prompt if judge_prompt == "policy" else None,
         verbose=verbose,
@@ -150,6 +156,7 @@ def default_models(
     scorer_n_ctx: int = 4096,
     n_gpu_layers: int = -1,
     n_threads: int | None = None,
+    n_ubatch: int | None = None,
     verbose: bool = False,
     repack: Repack | None = None,
 ) -> tuple[LlamaCppProvider, LlamaCppScorer]:
@@ -168,6 +175,7 @@ def default_models(
             on another file); a scorer on the policy's file shares the policy's context.
         n_gpu_layers: Layers to offload to a GPU (``-1``: all; ignored by CPU builds).
         n_threads: CPU threads (default: all cores; one-token decodes use half).
+        n_ubatch: Rows llama.cpp computes at once (default: 32 on the CPU, 512 on a GPU).
         verbose: Print llama.cpp's own log.
         repack: How the CPU weights load (default: repacked unless the build uses AMX).
 
@@ -183,6 +191,7 @@ def default_models(
         n_seq_max=n_seq_max,
         n_gpu_layers=n_gpu_layers,
         n_threads=n_threads,
+        n_ubatch=n_ubatch,
         verbose=verbose,
         repack=repack,
         top_k=EMBEDDED_TOP_K,

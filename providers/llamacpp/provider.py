@@ -46,6 +46,12 @@ class LlamaCppProvider(EngineUser):
             with 32 ids and 764 with 128; the judged eval of ``benchmarks/local_throughput.py``
             (``n_ctx=16384``) went from 46 to 60 generated tokens/s.
         n_batch: Most tokens per ``llama_decode``.
+        n_ubatch: Rows llama.cpp computes at once (default: 32 on the CPU, 512 with the model
+            on a GPU; see :data:`~providers.llamacpp._engine.CPU_UBATCH` for why, and
+            ``benchmarks/decode_mix.py`` to measure it on another machine).
+        even_outputs: Pad a decode of an odd number (3 or more) of sampled rows with one row,
+            which llama.cpp's CPU matrix products run faster (see
+            :attr:`Engine.even_outputs <providers.llamacpp._engine.Engine.even_outputs>`).
         n_threads: CPU threads (default: all cores; one-token decodes use half).
         template: Prompt template (see :func:`~providers.llamacpp.templates.resolve_template`).
         chat: With ``template=None``, use the model's own chat template.
@@ -75,6 +81,8 @@ class LlamaCppProvider(EngineUser):
         n_ctx: int = 8192,
         n_seq_max: int = 128,
         n_batch: int = 512,
+        n_ubatch: int | None = None,
+        even_outputs: bool = True,
         n_threads: int | None = None,
         template: str | PromptTemplate | None = None,
         chat: bool = False,
@@ -96,6 +104,8 @@ class LlamaCppProvider(EngineUser):
             n_ctx=n_ctx,
             n_seq_max=n_seq_max,
             n_batch=n_batch,
+            n_ubatch=n_ubatch,
+            even_outputs=even_outputs,
             n_threads=n_threads,
             prefix_cache=prefix_cache,
             max_cached_cells=max_cached_cells,

@@ -58,6 +58,8 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         n_ctx: KV cells of the scorer's own context.
         n_seq_max: Sequences at once.
         n_batch: Most tokens per ``llama_decode``.
+        n_ubatch: Rows llama.cpp computes at once (default: 32 on the CPU, 512 on a GPU; as
+            :class:`~providers.llamacpp.LlamaCppProvider`'s).
         n_threads: CPU threads (default: all cores; one-token decodes use half).
         judge_template: Format string with ``{problem}``, ``{previous}`` and ``{step}``.
         judge_prefix: The policy's prompt tokens for ``(problem, solution so far)``
@@ -77,9 +79,9 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         share_context: When ``model`` is a loaded :class:`LlamaModel` whose provider was built
             first (``default_models`` does so), score in the provider's context: scoring prompts
             ride in the same ``llama_decode`` batches as generation, in one decode loop, and no
-            second KV cache is allocated. ``n_ctx``, ``n_seq_max``, ``n_batch`` and
-            ``n_threads`` are then the provider's (logged at INFO when they differ). ``False``:
-            always a context of the scorer's own.
+            second KV cache is allocated. ``n_ctx``, ``n_seq_max``, ``n_batch``, ``n_ubatch``
+            and ``n_threads`` are then the provider's (the first two logged at INFO when they
+            differ). ``False``: always a context of the scorer's own.
         verbose: Print llama.cpp's own log.
         repack: How the CPU weights load when ``model`` is a path (see :class:`LlamaModel`).
 
@@ -96,6 +98,7 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         n_ctx: int = 8192,
         n_seq_max: int = 128,
         n_batch: int = 512,
+        n_ubatch: int | None = None,
         n_threads: int | None = None,
         judge_template: str = DEFAULT_JUDGE_TEMPLATE,
         judge_prefix: Callable[[str, str], list[int]] | None = None,
@@ -150,7 +153,12 @@ class LlamaCppScorer(CachedScorer, EngineUser):
                 )
         else:
             self.engine = Engine(
-                self.model, n_ctx=n_ctx, n_seq_max=n_seq_max, n_batch=n_batch, n_threads=n_threads
+                self.model,
+                n_ctx=n_ctx,
+                n_seq_max=n_seq_max,
+                n_batch=n_batch,
+                n_ubatch=n_ubatch,
+                n_threads=n_threads,
             )
         self._batcher = Batcher(self.engine, self.model.lock)
 

@@ -20,10 +20,16 @@ pytestmark = [pytest.mark.anyio, pytest.mark.llama]
 
 async def test_backend_builds_a_shared_provider_and_scorer(tiny_gguf: Path) -> None:
     provider, scorer = llama_backend(
-        model=str(tiny_gguf), n_ctx="512", scorer_n_ctx="512", n_seq_max="4", n_threads="2"
+        model=str(tiny_gguf),
+        n_ctx="512",
+        scorer_n_ctx="512",
+        n_seq_max="4",
+        n_threads="2",
+        n_ubatch="16",
     )
     assert scorer.model is provider.model  # one set of weights, two contexts
     assert provider.engine.n_ctx >= 512 and provider.engine.n_seq_max == 4
+    assert provider.engine.n_ubatch == 16
     out = await provider.generate(StepRequest(problem="2+3?", n=2, max_tokens=4, seed=0))
     assert len(out) == 2
     [scores] = await scorer.score(ScoreRequest(problem="2+3?", solutions=(("5\n\n",),)))
@@ -52,6 +58,10 @@ def test_backend_rejects_bad_options(tiny_gguf: Path) -> None:
         llama_backend(model=str(tiny_gguf), n_ctx="big")
     with pytest.raises(ValueError, match="chat must be on or off"):
         llama_backend(model=str(tiny_gguf), chat="maybe")
+    with pytest.raises(ValueError, match="n_ubatch must be an integer, got 'many'"):
+        llama_backend(model=str(tiny_gguf), n_ubatch="many")
+    with pytest.raises(ValueError, match="n_ubatch must be at least 1, got -1"):
+        llama_backend(model=str(tiny_gguf), n_ubatch="-1")
     with pytest.raises(ValueError, match="scorer must be"):
         llama_backend(model=str(tiny_gguf), scorer="oracle")
     with pytest.raises(ValueError, match="judge_prompt must be own or policy, got 'theirs'"):

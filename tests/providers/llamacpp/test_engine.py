@@ -176,6 +176,35 @@ async def test_small_context_runs_fewer_at_once(
     assert small.engine.pool.reserved == 0
 
 
+async def test_rows_computed_at_once_are_the_callers_choice(
+    make_provider: Any, tiny_model: Any
+) -> None:
+    from providers.llamacpp import LlamaCppScorer
+    from providers.llamacpp._engine import CPU_UBATCH
+    from providers.llamacpp._lib import llama_cpp
+
+    on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and tiny_model.n_gpu_layers != 0
+    assert make_provider().engine.n_ubatch == (512 if on_gpu else CPU_UBATCH)
+    assert make_provider(n_ubatch=4096).engine.n_ubatch == 512  # at most n_batch
+    provider = make_provider(n_ubatch=8)
+    assert provider.engine.n_ubatch == 8
+    # A 40-token prompt and 3 children run as ubatches of 8 rows: every completion comes back.
+    prompt = " ".join(["seven"] * 40)
+    results = await gather(provider, [req(prompt, n=3, seed=1), req("short", n=2, seed=2)])
+    assert [len(r) for r in results] == [3, 2]
+    assert all(
+        c.finish_reason in ("length", "eos") and c.completion_tokens for r in results for c in r
+    )
+    assert provider.engine.tokens_evaluated > 40
+    scorer = LlamaCppScorer(tiny_model, n_ctx=512, n_seq_max=4, n_ubatch=16, share_context=False)
+    try:
+        assert scorer.engine.n_ubatch == 16
+    finally:
+        scorer.close()
+    with pytest.raises(ValueError, match="n_ubatch must be at least 1, got 0"):
+        make_provider(n_ubatch=0)
+
+
 async def test_prompt_longer_than_context_raises(make_provider: Any) -> None:
     provider = make_provider(n_ctx=256, n_seq_max=4)
     with pytest.raises(ProviderError, match="does not fit"):
