@@ -43,7 +43,7 @@ from providers.llamacpp._run import Run
 from providers.llamacpp.model import LlamaModel
 from rebase_agent.exceptions import ProviderError
 
-__all__ = ("DecodeShape", "Engine", "EngineUser")
+__all__ = ("DecodeShape", "Engine", "EngineUser", "check_sizes")
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +90,7 @@ class Engine:
         even_outputs: bool = True,
         n_ubatch: int | None = None,
     ) -> None:
-        if n_seq_max < 2:
-            raise ValueError("n_seq_max must be at least 2 (a parent and a child)")
-        if n_ubatch is not None and n_ubatch < 1:
-            raise ValueError(f"n_ubatch must be at least 1, got {n_ubatch}")
+        check_sizes(n_seq_max=n_seq_max, n_ubatch=n_ubatch)
         if model.closed:
             raise RuntimeError(f"{model!r} is closed")
         if llama_cpp.llama_model_is_recurrent(model.ptr) or llama_cpp.llama_model_is_hybrid(
@@ -338,6 +335,18 @@ It is a trade: ``benchmarks/decode_mix.py`` on the 2-core x86 machine (Gemma 3 2
 22 sampled + 60 prompt rows 462 -> 428 ms, but 20 + 100 rows 568 -> 601 ms and a 256-token
 prompt alone 948 -> 1,117 ms. On the eval workload of ``benchmarks/local_throughput.py`` (many
 sequences, judge prompts beside them) 32 rows ran 1.16x faster."""
+
+
+def check_sizes(*, n_seq_max: int, n_ubatch: int | None) -> None:
+    """Refuse sizes no context can take, naming the field (before a model is loaded for it).
+
+    Raises:
+        ValueError: ``n_seq_max`` below 2 or ``n_ubatch`` below 1.
+    """
+    if n_seq_max < 2:
+        raise ValueError(f"n_seq_max must be at least 2 (a parent and a child), got {n_seq_max}")
+    if n_ubatch is not None and n_ubatch < 1:
+        raise ValueError(f"n_ubatch must be at least 1, got {n_ubatch}")
 
 
 def default_ubatch(model: LlamaModel) -> int:

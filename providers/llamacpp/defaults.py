@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from providers.llamacpp._engine import check_sizes
 from providers.llamacpp.memory import check_memory, estimate_memory
 from providers.llamacpp.model import LlamaModel
 from providers.llamacpp.provider import LlamaCppProvider
@@ -95,6 +96,7 @@ def local_models(
     Raises:
         ProviderError: The models will not fit the GPU's free memory.
     """
+    check_sizes(n_seq_max=n_seq_max, n_ubatch=n_ubatch)
     shared = scorer_path is None or scorer_path == model_path
     scorer_file = model_path if scorer_path is None else scorer_path
     if judge_prompt not in ("own", "policy"):

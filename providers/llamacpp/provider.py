@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from providers.llamacpp._engine import Engine, EngineUser
+from providers.llamacpp._engine import Engine, EngineUser, check_sizes
 from providers.llamacpp._gather import Batcher
 from providers.llamacpp._jobs import GenJob
 from providers.llamacpp.model import LlamaModel
@@ -92,6 +92,7 @@ class LlamaCppProvider(EngineUser):
         verbose: bool = False,
         repack: Repack | None = None,
     ) -> None:
+        check_sizes(n_seq_max=n_seq_max, n_ubatch=n_ubatch)
         self.model = LlamaModel.share_or_load(
             model, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack
         )

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Literal
 
-from providers.llamacpp._engine import Engine, EngineUser
+from providers.llamacpp._engine import Engine, EngineUser, check_sizes
 from providers.llamacpp._gather import Batcher
 from providers.llamacpp._jobs import EvalJob
 from providers.llamacpp.model import LlamaModel
@@ -113,6 +113,7 @@ class LlamaCppScorer(CachedScorer, EngineUser):
         repack: Repack | None = None,
     ) -> None:
         super().__init__(cache_size=cache_size)
+        check_sizes(n_seq_max=n_seq_max, n_ubatch=n_ubatch)
         self.model = LlamaModel.share_or_load(
             model, n_gpu_layers=n_gpu_layers, verbose=verbose, repack=repack
         )

@@ -205,6 +205,18 @@ async def test_rows_computed_at_once_are_the_callers_choice(
         make_provider(n_ubatch=0)
 
 
+def test_sizes_no_context_can_take_are_refused_before_a_model_loads(tmp_path: Path) -> None:
+    from providers.llamacpp import LlamaCppScorer, local_models
+
+    absent = tmp_path / "absent.gguf"  # loading it first would raise FileNotFoundError
+    with pytest.raises(ValueError, match="n_ubatch must be at least 1, got 0"):
+        LlamaCppProvider(absent, n_ubatch=0)
+    with pytest.raises(ValueError, match=r"n_seq_max must be at least 2 .*, got 1"):
+        LlamaCppScorer(absent, n_seq_max=1)
+    with pytest.raises(ValueError, match="n_ubatch must be at least 1, got -4"):
+        local_models(str(absent), n_ubatch=-4)
+
+
 async def test_prompt_longer_than_context_raises(make_provider: Any) -> None:
     provider = make_provider(n_ctx=256, n_seq_max=4)
     with pytest.raises(ProviderError, match="does not fit"):
