@@ -310,7 +310,8 @@ def report_command(
     title: str | None,
     baseline: str,
 ) -> None:
-    """Accuracy per strategy and budget against compute: table, PNG curve, JSON summary."""
+    """Accuracy per strategy and budget against compute, for each vote and pass@N: table, PNG
+    curve, JSON summary."""
     count = _parse_count(params)
     if gguf_path is not None:
         try:

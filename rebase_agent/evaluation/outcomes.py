@@ -19,7 +19,7 @@ plus those tokens; the report adds the problem's prompt length per request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from rebase_agent.config import Aggregation
@@ -30,7 +30,7 @@ from rebase_agent.result import Candidate, SearchResult
 from rebase_agent.tree import NodeRecord
 from rebase_agent.voting import vote
 
-__all__ = ("RequestCosts", "grade_result", "request_costs", "subsample_nodes")
+__all__ = ("RequestCosts", "any_correct", "grade_result", "request_costs", "subsample_nodes")
 
 
 def subsample_nodes(result: SearchResult, k: int) -> set[int]:
@@ -83,6 +83,25 @@ def request_costs(nodes: Sequence[NodeRecord], keep: set[int] | None = None) -> 
             groups.add((node.parent, node.rollout))
     context = sum(path_tokens.get(parent, 0) for parent, _ in groups if parent in by_id)
     return RequestCosts(len(groups), context, root_prompt)
+
+
+def any_correct(
+    result: SearchResult, grades: Sequence[Grade], budget: int, *, subsampled: bool
+) -> bool | None:
+    """Whether some finished solution at ``budget`` has a right answer (pass@N), from the
+    search and its graded answers; ``None`` when a sub-sampled budget needs the tree and the
+    row kept none."""
+    candidates: Sequence[Candidate] = result.candidates
+    if subsampled:
+        if not result.nodes:
+            return None
+        keep = subsample_nodes(result, budget)
+        candidates = [c for c in candidates if c.node_id in keep]
+    return _covered(candidates, {g.answer: g.correct for g in grades})
+
+
+def _covered(candidates: Sequence[Candidate], verdict: Mapping[str | None, bool]) -> bool:
+    return any(verdict.get(c.answer, False) for c in candidates if c.answer is not None)
 
 
 async def _pick(
@@ -174,6 +193,7 @@ async def grade_result(
                 context_tokens=costs.context_tokens,
                 root_prompt_tokens=costs.root_prompt_tokens,
                 votes=votes,
+                any_correct=_covered(candidates, verdict),
             )
         )
     return outcomes, grades

@@ -1,5 +1,6 @@
-"""Accuracy against compute: per strategy and budget, for each way of voting, with 95% Wilson
-intervals; a printed table, a PNG scaling curve and a JSON summary.
+"""Accuracy against compute: per strategy and budget, for each way of voting and for pass@N
+(some finished solution is right: the ceiling of every vote), with 95% Wilson intervals; a
+printed table, a PNG scaling curve and a JSON summary.
 
 Compute is shown on two bases that do not depend on what else ran in the same evaluation:
 
@@ -33,15 +34,19 @@ import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from rebase_agent.config import Aggregation
+from rebase_agent.evaluation.outcomes import any_correct
 from rebase_agent.evaluation.results import AGGREGATIONS, BudgetOutcome, EvalRow
 
 __all__ = (
+    "MEASURES",
     "Cell",
     "Comparison",
+    "Measure",
     "ReportSummary",
     "format_table",
     "gguf_parameter_count",
@@ -54,11 +59,25 @@ __all__ = (
 
 _DOUBLE_MARK = " (test double)"
 
-_LABELS: dict[Aggregation, str] = {
+Measure = Aggregation | Literal["any_correct"]
+"""What makes a problem count as solved in a cell: the answer an aggregation picked is right,
+or (``any_correct``, pass@N) some finished solution's answer is, the ceiling of every
+aggregation: below it the search found the answer and the vote missed it."""
+
+MEASURES: tuple[Measure, ...] = (*AGGREGATIONS, "any_correct")
+
+_LABELS: dict[Measure, str] = {
     "majority": "majority vote",
     "weighted_majority": "weighted majority vote",
     "best_of_n": "best-of-n",
+    "any_correct": "any finished path right (pass@N)",
 }
+
+
+def _solved(outcome: BudgetOutcome, measure: Measure) -> bool | None:
+    if measure == "any_correct":
+        return outcome.any_correct
+    return outcome.votes[measure].correct
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -73,7 +92,7 @@ def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple
 
 
 class Cell(BaseModel):
-    """Accuracy of one strategy at one budget under one aggregation."""
+    """Accuracy of one strategy at one budget under one aggregation (or pass@N)."""
 
     series: str
     """The line it belongs to: the strategy, prefixed by the run label when the rows come from
@@ -85,7 +104,7 @@ class Cell(BaseModel):
     """Its rows come from a test double (no model): the accuracy means nothing."""
     strategy: str
     budget: int
-    aggregation: Aggregation
+    aggregation: Measure
     n: int
     correct: int
     accuracy: float
@@ -123,7 +142,7 @@ class Comparison(BaseModel):
     strategy: str
     baseline: str
     budget: int
-    aggregation: Aggregation
+    aggregation: Measure
     n: int
     """Problems both searches answered (the pairs)."""
     difference: float
@@ -206,6 +225,11 @@ def summarize(
     problem_prompt: dict[tuple[str, str], int] = {}
     for row in rows:
         for outcome in row.outcomes:
+            if outcome.any_correct is None:  # a row from before it was recorded
+                covered = any_correct(
+                    row.result, row.grades, outcome.budget, subsampled=outcome.subsampled
+                )
+                outcome = outcome.model_copy(update={"any_correct": covered})
             key = (row.dataset, row.label, row.strategy, outcome.budget, row.problem_id)
             rank = (not outcome.subsampled, row.budget)
             if key not in chosen or rank > chosen[key][0]:
@@ -245,8 +269,11 @@ def summarize(
             flops = 2 * params * generated + scorer_flops
             if uncached is not None:
                 flops_with_prompt = 2 * params * (generated + uncached) + scorer_flops
-        for aggregation in AGGREGATIONS:
-            correct = sum(o.votes[aggregation].correct for o in outcomes)
+        for aggregation in MEASURES:
+            solved = [_solved(o, aggregation) for o in outcomes]
+            if None in solved:  # pass@N of sub-sampled budgets in rows kept without trees
+                continue
+            correct = sum(map(bool, solved))
             low, high = wilson_interval(correct, n)
             summary.cells.append(
                 Cell(
@@ -332,9 +359,12 @@ def _compare(
             mine = _tokens(ours, problem_prompt, dataset, prompt=prompt)
             other = _tokens(theirs, problem_prompt, dataset, prompt=prompt)
             ratios.append(None if mine is None or not other else mine / other)
-        for aggregation in AGGREGATIONS:
-            a = [o.votes[aggregation].correct for _, o, _ in pairs]
-            b = [o.votes[aggregation].correct for _, _, o in pairs]
+        for aggregation in MEASURES:
+            mine_solved = [_solved(o, aggregation) for _, o, _ in pairs]
+            base_solved = [_solved(o, aggregation) for _, _, o in pairs]
+            if None in mine_solved or None in base_solved:
+                continue
+            a, b = list(map(bool, mine_solved)), list(map(bool, base_solved))
             difference, low, high = paired_bootstrap(a, b)
             wins = sum(x and not y for x, y in zip(a, b, strict=True))
             losses = sum(y and not x for x, y in zip(a, b, strict=True))
@@ -374,7 +404,7 @@ def format_table(summary: ReportSummary) -> str:
     head = f"{'series':<{width}} {'N':>5} {'n':>5} {'acc %':>6} {'95% CI':>13}"
     head += f" {'generated':>10} {'prompt':>10} {'FLOPs gen':>9} {'FLOPs all':>9}"
     lines: list[str] = []
-    for aggregation in AGGREGATIONS:
+    for aggregation in MEASURES:
         cells = [c for c in summary.cells if c.aggregation == aggregation]
         if not cells:
             continue
@@ -429,8 +459,8 @@ def _x(cell: Cell, basis: str, use_flops: bool) -> float | None:
 
 
 def plot_scaling(summary: ReportSummary, path: str | Path, *, title: str | None = None) -> None:
-    """Draw accuracy against compute (log scale), one panel per aggregation and compute basis,
-    one line per series with its 95% band, budgets marked.
+    """Draw accuracy against compute (log scale), one panel per aggregation (and pass@N) and
+    compute basis, one line per series with its 95% band, budgets marked.
 
     The top row's compute is generated tokens (the paper's basis), the bottom row's generated
     plus cache-less prompt tokens; as FLOPs with a parameter count, as tokens without.
@@ -446,10 +476,11 @@ def plot_scaling(summary: ReportSummary, path: str | Path, *, title: str | None 
         ) from None
     use_flops = summary.params is not None
     bases = ("generated", "with_prompt")
-    fig = Figure(figsize=(5 * len(AGGREGATIONS), 4.2 * len(bases)))
-    axes = fig.subplots(len(bases), len(AGGREGATIONS), sharey=True, squeeze=False)
+    measures = [m for m in MEASURES if any(c.aggregation == m for c in summary.cells)]
+    fig = Figure(figsize=(5 * len(measures), 4.2 * len(bases)))
+    axes = fig.subplots(len(bases), len(measures), sharey=True, squeeze=False)
     for row, basis in enumerate(bases):
-        for ax, aggregation in zip(axes[row], AGGREGATIONS, strict=True):
+        for ax, aggregation in zip(axes[row], measures, strict=True):
             cells = [c for c in summary.cells if c.aggregation == aggregation]
             for series in dict.fromkeys(c.series for c in cells):
                 line = sorted((c for c in cells if c.series == series), key=lambda c: c.budget)

@@ -70,6 +70,9 @@ class BudgetOutcome(BaseModel):
     root_prompt_tokens: int | None = None
     """Prompt tokens the provider reported for the search's first request (the problem)."""
     votes: dict[Aggregation, VoteOutcome]
+    any_correct: bool | None = None
+    """Some finished solution's answer is right (pass@N): the ceiling of every aggregation.
+    ``None`` in rows written before it was recorded (the report reads it from the tree)."""
 
     @property
     def policy_tokens(self) -> int:

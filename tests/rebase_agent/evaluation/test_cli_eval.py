@@ -60,11 +60,12 @@ def test_eval_report_show_end_to_end(cli: click.Group, gsm8k_path: Path, tmp_pat
     )
     assert rep.exit_code == 0, rep.output
     assert "== best-of-n ==" in rep.output and "sampling" in rep.output
+    assert "== any finished path right (pass@N) ==" in rep.output
     assert "rebase (test double)" in rep.output and "sampling (test double)" in rep.output
     assert "ran on a test double (no model): their accuracy means nothing" in rep.output
     assert png.stat().st_size > 5_000
     data = json.loads(summary.read_text())
-    assert data["params"] == 270e6 and len(data["cells"]) == 2 * 3 * 3
+    assert data["params"] == 270e6 and len(data["cells"]) == 2 * 3 * 4  # x 3 votes and pass@N
     assert all(c["double"] for c in data["cells"])
 
     show = CliRunner().invoke(cli, ["show", str(out), "--problem", "0"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rebase_agent import RebaseConfig, SearchResult, solve
-from rebase_agent.evaluation.outcomes import grade_result, subsample_nodes
+from rebase_agent.evaluation.outcomes import any_correct, grade_result, subsample_nodes
 from rebase_agent.evaluation.report import (
     format_table,
     gguf_parameter_count,
@@ -61,6 +61,7 @@ def _outcome(
     tokens: int,
     subsampled: bool = False,
     root_prompt: int = 20,
+    any_right: bool | None = None,
 ) -> BudgetOutcome:
     votes = {
         agg: VoteOutcome(answer="1" if ok else "2", correct=ok)
@@ -77,6 +78,7 @@ def _outcome(
         context_tokens=10,
         root_prompt_tokens=root_prompt,
         votes=votes,
+        any_correct=any(right) if any_right is None else any_right,
     )
 
 
@@ -141,7 +143,9 @@ def test_each_strategy_is_paired_with_the_baseline_on_the_problems_both_answered
     assert summary.baseline == "sampling"
     pair = {(c.budget, c.aggregation): c for c in summary.comparisons}
     # Only budget 2 has both: rebase got a, b right (weighted), sampling b only.
-    assert set(pair) == {(2, a) for a in ("majority", "weighted_majority", "best_of_n")}
+    assert set(pair) == {(2, a) for a in ("majority", "weighted_majority", "best_of_n")} | {
+        (2, "any_correct")
+    }
     weighted = pair[(2, "weighted_majority")]
     assert (weighted.strategy, weighted.baseline, weighted.n) == ("rebase", "sampling", 2)
     assert weighted.difference == 0.5
@@ -294,3 +298,40 @@ def test_lines_of_a_test_double_are_marked() -> None:
     assert "scripted-policy: rebase (test double)     2" in table  # never cut off
     assert "note: lines marked (test double) ran on a test double" in table
     assert not any("test double" in n for n in summarize(rows).notes)
+
+
+@pytest.mark.anyio
+async def test_pass_at_n_counts_a_right_answer_the_vote_did_not_pick() -> None:
+    # The scorer prefers the wrong answer, so every vote picks 41; pass@N still sees a 42.
+    result = await solve(
+        "What is 6 * 7?",
+        provider=ScriptedProvider(depth=2, answers=("41", "42")),
+        scorer=ScriptedScorer(rules={"answer is 41": 0.99, "answer is 42": 0.01}),
+        config=RebaseConfig(budget=8, seed=1),
+        strategy="sampling",
+    )
+    answers = [c.answer for c in result.candidates]
+    assert "41" in answers and "42" in answers
+    budgets = [1, 2, 4, 8]
+    outcomes, grades = await grade_result(result, "42", budgets, subsample=True)
+    top = outcomes[-1]
+    assert not any(v.correct for v in top.votes.values()) and top.any_correct is True
+    for outcome in outcomes:  # the first k paths: right if any of their answers is 42
+        kept = subsample_nodes(result, outcome.budget)
+        first = [c.answer for c in result.candidates if c.node_id in kept]
+        assert outcome.any_correct is ("42" in first)
+        # A row written before pass@N was recorded gets the same from its tree.
+        recomputed = any_correct(result, grades, outcome.budget, subsampled=outcome.subsampled)
+        assert recomputed is outcome.any_correct
+    assert any_correct(result.model_copy(update={"nodes": []}), grades, 2, subsampled=True) is None
+
+    row = _row("a", "sampling", 8, [o.model_copy(update={"any_correct": None}) for o in outcomes])
+    row = row.model_copy(update={"result": result, "grades": grades})
+    cells = {(c.budget, c.aggregation): c for c in summarize([row]).cells}
+    for outcome in outcomes:
+        assert cells[(outcome.budget, "any_correct")].correct == int(bool(outcome.any_correct))
+        weighted = outcome.votes["weighted_majority"].correct
+        assert cells[(outcome.budget, "weighted_majority")].correct == int(weighted)
+    assert cells[(8, "weighted_majority")].correct == 0 and cells[(8, "any_correct")].correct == 1
+    table = format_table(summarize([row]))
+    assert "== any finished path right (pass@N) ==" in table
