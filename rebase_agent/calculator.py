@@ -111,9 +111,10 @@ class CalculatorProvider:
             ``correct``: read each finished step and rewrite it from its first wrong value, for
             any provider (see the module docs).
 
-    The wrapped provider's ``search_defaults``, ``prepare`` (an HTTP provider's server probe)
-    and ``aclose`` are passed through, so a backend can wrap its provider without losing them;
-    it is an async context manager that closes the wrapped provider on exit.
+    The wrapped provider's ``search_defaults``, ``prepare`` (an HTTP provider's server probe),
+    ``count_prompt_tokens`` and ``aclose`` are passed through, so a backend can wrap its
+    provider without losing them; it is an async context manager that closes the wrapped
+    provider on exit.
 
     Attributes:
         enabled: Whether values are written; with ``False`` every request goes to the wrapped
@@ -158,6 +159,12 @@ class CalculatorProvider:
         prepare = getattr(self.provider, "prepare", None)
         if prepare is not None:
             await prepare()
+
+    async def count_prompt_tokens(self, problem: str) -> int | None:
+        """The wrapped provider's count of ``problem``'s prompt, if it offers one
+        (:class:`~rebase_agent.protocols.PromptCounter`); the calculator adds no prompt."""
+        count = getattr(self.provider, "count_prompt_tokens", None)
+        return None if count is None else await count(problem)
 
     async def aclose(self) -> None:
         """Close the wrapped provider, if it has an ``aclose``."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = (
     "FinishReason",
+    "PromptCounter",
     "Provider",
     "ScoreRequest",
     "Scorer",
@@ -90,6 +91,20 @@ class Provider(Protocol):
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Sample ``request.n`` next steps of the partial solution in ``request``."""
+        ...
+
+
+@runtime_checkable
+class PromptCounter(Protocol):
+    """A provider that can say how long a problem's prompt is, with no steps after it.
+
+    Offered by providers whose ``prompt_tokens`` count only what their prompt cache did not
+    already hold (the local llama.cpp provider), so that an evaluation can price every request's
+    whole prompt, as a server without a cache would evaluate it, however much was cached.
+    """
+
+    async def count_prompt_tokens(self, problem: str) -> int | None:
+        """Tokens of the prompt for ``problem`` alone; ``None`` when this provider cannot tell."""
         ...
 
 

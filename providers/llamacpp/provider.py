@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from providers.llamacpp._engine import Engine, EngineUser, check_sizes
 from providers.llamacpp._gather import Batcher
 from providers.llamacpp._jobs import GenJob
@@ -128,6 +131,13 @@ class LlamaCppProvider(EngineUser):
         text = self.template.render(problem, solution)
         bos = self.model.token_text(self.model.bos)
         return self.model.tokenize(text, add_bos=not (bos and text.startswith(bos)))
+
+    async def count_prompt_tokens(self, problem: str) -> int:
+        """Tokens of the prompt for ``problem`` with no steps: what the first request of a
+        search evaluates with nothing cached (``prompt_tokens`` counts only the part the cache
+        missed; :class:`~rebase_agent.protocols.PromptCounter`)."""
+        tokens = await anyio.to_thread.run_sync(self.tokenize_prompt, problem, "")
+        return len(tokens)
 
     async def generate(self, request: StepRequest) -> list[StepCompletion]:
         """Sample ``request.n`` next steps; see the class docstring for the token counts.

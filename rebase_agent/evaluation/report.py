@@ -8,8 +8,11 @@ Compute is shown on two bases that do not depend on what else ran in the same ev
 * generated tokens plus the prompt tokens a server without a prompt cache would evaluate: for
   every request, the problem's prompt and the steps it sent (from the search tree; see
   :func:`~rebase_agent.evaluation.outcomes.request_costs`). The problem's prompt length is the
-  largest first-request prompt any search of that problem reported, so it is the same for every
-  strategy and budget of that problem.
+  one the provider counted (``EvalRow.problem_prompt_tokens``, from a
+  :class:`~rebase_agent.protocols.PromptCounter`), else the largest first-request prompt any
+  search of that problem reported (a lower bound where a prompt cache served part of it; the
+  report says how many problems it estimated); either way the same for every strategy and
+  budget of that problem.
 
 Where a baseline strategy (sampling, by default) ran on the same problems, every other strategy
 is compared with it problem by problem at each budget and aggregation (:class:`Comparison`): the
@@ -223,6 +226,7 @@ def summarize(
     """
     chosen: dict[tuple[str, str, str, int, str], tuple[tuple[bool, int], BudgetOutcome]] = {}
     problem_prompt: dict[tuple[str, str], int] = {}
+    counted: dict[tuple[str, str], int] = {}  # as the provider counted it, where it could
     for row in rows:
         for outcome in row.outcomes:
             if outcome.any_correct is None:  # a row from before it was recorded
@@ -237,6 +241,11 @@ def summarize(
             if outcome.root_prompt_tokens is not None:
                 pkey = (row.dataset, row.problem_id)
                 problem_prompt[pkey] = max(problem_prompt.get(pkey, 0), outcome.root_prompt_tokens)
+        if row.problem_prompt_tokens is not None:
+            pkey = (row.dataset, row.problem_id)
+            counted[pkey] = max(counted.get(pkey, 0), row.problem_prompt_tokens)
+    estimated = len(set(problem_prompt) - set(counted))
+    problem_prompt |= counted
     groups: dict[tuple[str, str, str, int], list[tuple[str, BudgetOutcome]]] = {}
     for (dataset, label, strategy, budget, pid), (_, outcome) in chosen.items():
         groups.setdefault((dataset, label, strategy, budget), []).append((pid, outcome))
@@ -307,6 +316,13 @@ def summarize(
         )
     if any(c.scorer_tokens for c in summary.cells) and params is not None and not scorer_params:
         summary.notes.append("scorer tokens are not counted in FLOPs (no scorer parameter count)")
+    if estimated:
+        summary.notes.append(
+            f"{estimated} problem(s) have no counted prompt length (a provider without "
+            "count_prompt_tokens, or rows written before it): it is estimated as the largest "
+            "first-request prompt a search of the problem reported, a lower bound where a "
+            "prompt cache served part of it"
+        )
     if any(c.uncached_prompt_tokens is None for c in summary.cells):
         summary.notes.append(
             "rows written before requests were counted have no cache-less prompt cost"

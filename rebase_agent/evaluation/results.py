@@ -104,6 +104,11 @@ class EvalRow(BaseModel):
     strategy: str
     budget: int
     """The search's own budget."""
+    problem_prompt_tokens: int | None = None
+    """Tokens of the problem's prompt alone, as the provider counts them
+    (:class:`~rebase_agent.protocols.PromptCounter`): what a cache-less server evaluates of
+    every request before its steps. ``None`` where the provider cannot count them; the report
+    then estimates it from the first requests' reported prompt tokens."""
     outcomes: list[BudgetOutcome]
     grades: list[Grade] = Field(default_factory=list)
     """Every distinct answer the search finished with, graded against ``gold``."""

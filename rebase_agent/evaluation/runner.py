@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Protocol
 
@@ -35,6 +36,8 @@ from rebase_agent.result import SearchResult
 from rebase_agent.search import RebaseSearch
 
 __all__ = ("EvalProgress", "EvalSummary", "Failure", "run_eval")
+
+logger = logging.getLogger(__name__)
 
 
 class Failure(BaseModel):
@@ -174,6 +177,26 @@ async def run_eval(
     return summary
 
 
+async def _count_prompt(search: RebaseSearch, problem: Problem) -> int | None:
+    """The provider's count of the problem's prompt (a
+    :class:`~rebase_agent.protocols.PromptCounter`), before any compute is spent; ``None``,
+    with a warning, when it has none or fails to count."""
+    count = getattr(search.provider, "count_prompt_tokens", None)
+    if count is None:
+        return None
+    try:
+        return int(await count(problem.question))
+    except Exception as exc:  # the search still runs; the report estimates the prompt instead
+        logger.warning(
+            "could not count the prompt tokens of problem %s (%s: %s); the report will estimate "
+            "them from the first requests' reported prompt tokens",
+            problem.id,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+
+
 async def _search(
     settings: EvalSettings,
     search: RebaseSearch,
@@ -185,6 +208,7 @@ async def _search(
 ) -> EvalRow | None:
     """One search, graded; ``None`` (and a recorded failure) when it failed."""
     started = time.perf_counter()
+    problem_prompt = await _count_prompt(search, problem)
     result: SearchResult
     try:
         result = await search.solve(problem.question)
@@ -219,6 +243,7 @@ async def _search(
         gold=problem.gold_answer,
         strategy=unit.strategy,
         budget=unit.budget,
+        problem_prompt_tokens=problem_prompt,
         outcomes=outcomes,
         grades=grades,
         stopped=result.stopped,

@@ -286,3 +286,17 @@ def test_closing_while_another_thread_decodes_waits_for_it(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     assert proc.stdout.startswith("ok")
+
+
+async def test_the_prompt_count_is_what_an_empty_cache_evaluates(make_provider: Any) -> None:
+    from rebase_agent.calculator import CalculatorProvider
+
+    provider = make_provider()
+    problem = "what is 12 times 12?"
+    count = await provider.count_prompt_tokens(problem)
+    assert count == len(provider.tokenize_prompt(problem, "")) > 5
+    first = await provider.generate(req(problem, n=3, seed=0))
+    assert sum(c.prompt_tokens for c in first) == count  # nothing cached yet: all of it
+    again = await provider.generate(req(problem, n=3, seed=1))
+    assert sum(c.prompt_tokens for c in again) < count  # cached now: reported drops, count not
+    assert await CalculatorProvider(provider).count_prompt_tokens(problem) == count

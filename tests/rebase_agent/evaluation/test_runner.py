@@ -4,6 +4,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import pytest
 
 from rebase_agent import ProviderError, StepCompletion, StepRequest
@@ -229,3 +230,57 @@ async def test_subsampling_counts_the_problem_prompt_once_in_full() -> None:
     assert outcomes[-1].prompt_tokens == result.usage.prompt_tokens
     assert [g.correct for g in grades] == [True]
     assert all(o.votes["majority"].correct for o in outcomes)
+
+
+class _CountingProvider(ScriptedProvider):
+    """Reports prompt tokens as a cached server would (none), but can count the prompt."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        super().__init__(answers=["18"])
+        self.fail_on = fail_on
+
+    async def generate(self, request: StepRequest) -> list[StepCompletion]:
+        out = await super().generate(request)
+        return [c.model_copy(update={"prompt_tokens": 0}) for c in out]
+
+    async def count_prompt_tokens(self, problem: str) -> int:
+        if self.fail_on is not None and problem.startswith(self.fail_on):
+            raise ProviderError("tokenizer unavailable")
+        return 1000 + len(problem.split())
+
+
+@pytest.mark.anyio
+async def test_rows_carry_the_providers_count_of_the_problem_prompt(
+    gsm8k_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rebase_agent.evaluation.report import summarize
+
+    out = tmp_path / "counted.jsonl"
+    settings = _settings(gsm8k_path, out, budgets=[2])
+    text = await anyio.Path(gsm8k_path).read_text()
+    first_question = json.loads(text.splitlines()[0])["question"]
+    provider = _CountingProvider(fail_on=first_question[:20])
+    with caplog.at_level("WARNING"):
+        await run_eval(settings, provider=provider, scorer=ScriptedScorer())
+    rows = read_rows([out])
+    for row in rows:
+        if row.problem_id == "0":  # its count failed: the search still ran, with a warning
+            assert row.problem_prompt_tokens is None
+        else:
+            assert row.problem_prompt_tokens == 1000 + len(row.question.split())
+    assert "could not count the prompt tokens of problem 0 (ProviderError" in caplog.text
+    # The report prices every request's problem part at the counted length, not at the 0
+    # tokens the cached provider reported, and says where it had to estimate.
+    summary = summarize(rows)
+    cell = next(c for c in summary.cells if c.strategy == "rebase" and c.budget == 2)
+    rebase = [r for r in rows if r.strategy == "rebase"]
+    # Problem 0 has only the reported first prompt to go by: 0 here.
+    expected = [r.outcomes[0].uncached_prompt_tokens(r.problem_prompt_tokens or 0) for r in rebase]
+    assert cell.uncached_prompt_tokens == sum(e or 0 for e in expected) / len(rebase)
+    assert all(r.problem_prompt_tokens for r in rebase if r.problem_id != "0")
+    assert any("1 problem(s) have no counted prompt length" in note for note in summary.notes)
+    # The calculator passes the count through, and has none over a provider without one.
+    from rebase_agent.calculator import CalculatorProvider
+
+    assert await CalculatorProvider(provider).count_prompt_tokens("a b") == 1002
+    assert await CalculatorProvider(ScriptedProvider()).count_prompt_tokens("a b") is None
