@@ -10,9 +10,9 @@ COMMON="--backend llamacpp-local --option n_threads=2 --params 268M --problems 1
 
 # Phase 1: REBASE at every budget, sampling at 64 (smaller budgets read from its first paths).
 python benchmarks/arithmetic_chains.py $COMMON --strategies rebase,sampling --budgets 1,4,16,64
-# Phase 2: the other strategies at the same budgets, on the 58 chains of phase 1 (run so far with
-# --problems 58 --concurrency 16 in place of COMMON's --problems 100 --concurrency 8; 33-36 chains
-# done).
+# Phase 2: the other strategies at the same budgets, on the 58 chains of phase 1 (run with
+# --problems 58 --concurrency 16 in place of COMMON's --problems 100 --concurrency 8; done on all
+# 58).
 python benchmarks/arithmetic_chains.py $COMMON --strategies beam,dvts,mcts --budgets 4,16,64
 
 # Each phase ends with `rebase-agent report`; for the rows so far:
