@@ -8,3 +8,6 @@ rebase-agent eval ../shared/data/gsm8k_test.jsonl --limit 50 --strategy rebase -
 # then:
 gzip -kf -9 benchmarks/results/gsm8k-gemma3-270m/results.jsonl
 rebase-agent report benchmarks/results/gsm8k-gemma3-270m/results.jsonl.gz --params 268M --png benchmarks/results/gsm8k-gemma3-270m/curve.png --json benchmarks/results/gsm8k-gemma3-270m/summary.json --title "GSM8K, gemma3-270m (embedded default)"
+# 2026-12-02 06:05: resumed with the same command (the engine now with 32 rows a ubatch and even logits rows: about 5.3 min a problem, was 9); stopped 07:07 (25 problems; see README.md)
+# then each problem's whole prompt counted into the rows (they predate the count):
+python benchmarks/count_prompts.py benchmarks/results/gsm8k-gemma3-270m/results.jsonl
