@@ -31,13 +31,15 @@ import anyio
 from rebase_agent.backends import parse_options
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def read_raw(path: Path) -> list[dict[str, Any]]:
+    """Every row of a results file (plain or ``.gz``) as parsed JSON, untouched."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_raw(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite ``path`` with ``rows`` through a temporary file (an interruption leaves it)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
@@ -85,14 +87,14 @@ def main() -> None:
         from rebase_agent.evaluation.arithmetic import FEW_SHOT_TEMPLATE
 
         options.setdefault("template", FEW_SHOT_TEMPLATE)
-    rows = _read(args.results)
+    rows = read_raw(args.results)
     missing = sorted({r["question"] for r in rows if r.get("problem_prompt_tokens") is None})
     counts = anyio.run(_counts, missing, options) if missing else {}
     for row in rows:
         if row.get("problem_prompt_tokens") is None:
             row["problem_prompt_tokens"] = counts[row["question"]]
     if counts:
-        _write(args.results, rows)
+        write_raw(args.results, rows)
     values = sorted(counts.values())
     spread = f", {values[0]} to {values[-1]} tokens" if values else ""
     print(f"{args.results}: counted {len(counts)} problem prompt(s){spread}; {len(rows)} rows")

@@ -24,7 +24,11 @@ the model generated (the calculator's digits are prompt tokens of the continuati
 ``prompt_tokens`` when the backend evaluates them), so compute comparisons stay on the paper's
 basis. Every strategy sees the same calculator, so comparisons between them stay fair. The cost
 is one more request to the wrapped provider per ``=`` in a step; with a local engine that reuses
-the prefix's KV cache, a continuation costs little more than the tokens it generates.
+the prefix's KV cache, a continuation costs little more than the tokens it generates. A
+cache-less server evaluates the whole prompt again for each one, so each step says how many
+continuations it took and how many of its own generated tokens they sent
+(``StepCompletion.continuations``, ``continuation_context_tokens``; the written values are not
+counted among them), and the report's cache-less prompt cost counts them as requests.
 """
 
 from __future__ import annotations
@@ -40,7 +44,15 @@ from rebase_agent.backends import aclose
 from rebase_agent.claims import open_value
 from rebase_agent.protocols import Provider, StepCompletion, StepRequest
 
-__all__ = ("TRIGGER", "CalculatorProvider", "Method", "calculating", "format_value", "writes_value")
+__all__ = (
+    "TRIGGER",
+    "CalculatorProvider",
+    "Method",
+    "calculating",
+    "estimate_continuations",
+    "format_value",
+    "writes_value",
+)
 
 TRIGGER = "="
 """The stop string at which the calculator looks at the step."""
@@ -222,7 +234,9 @@ class CalculatorProvider:
                 step.finish_reason = "length"
                 break
             stop = request.stop if calls >= self.max_calls else (*request.stop, TRIGGER)
-            completion = await self._continue(request, index, calls, step, left, stop)
+            completion = await self._continue(
+                request, index, calls, step, step.completion_tokens, left, stop
+            )
         return step.completion()
 
     async def _correct(
@@ -249,7 +263,9 @@ class CalculatorProvider:
             if left <= 0:
                 step.finish_reason = "length"
                 break
-            completion = await self._continue(request, index, calls, step, left, request.stop)
+            completion = await self._continue(
+                request, index, calls, step, step_tokens, left, request.stop
+            )
             step_tokens += completion.completion_tokens
         return step.completion()
 
@@ -259,14 +275,15 @@ class CalculatorProvider:
         index: int,
         calls: int,
         step: _Rewrite,
+        sent: int,
         max_tokens: int,
         stop: tuple[str, ...],
     ) -> StepCompletion:
-        """Let the model go on after ``step``'s text (one more request), add what it wrote to
-        ``step`` and return it."""
+        """Let the model go on after ``step``'s text, of which ``sent`` tokens are the model's
+        (one more request), add what it wrote to ``step`` and return it."""
         follow = _follow(request, step.text, index, calls, max_tokens=max_tokens, stop=stop)
         (completion,) = await self.provider.generate(follow)
-        step.add(completion)
+        step.add(completion, sent)
         return completion
 
     def __repr__(self) -> str:
@@ -274,23 +291,35 @@ class CalculatorProvider:
 
 
 class _Rewrite:
-    """A step the calculator is rewriting: its text so far, the reason its last piece ended, and
-    the tokens every request for it cost."""
+    """A step the calculator is rewriting: its text so far, the reason its last piece ended, the
+    tokens every request for it cost, and the continuations it took."""
 
-    __slots__ = ("completion_tokens", "finish_reason", "prompt_tokens", "text")
+    __slots__ = (
+        "completion_tokens",
+        "continuation_context_tokens",
+        "continuations",
+        "finish_reason",
+        "prompt_tokens",
+        "text",
+    )
 
     def __init__(self, completion: StepCompletion) -> None:
         self.text = completion.text
         self.finish_reason = completion.finish_reason
         self.prompt_tokens = completion.prompt_tokens
         self.completion_tokens = completion.completion_tokens
+        self.continuations = completion.continuations
+        self.continuation_context_tokens = completion.continuation_context_tokens
 
-    def add(self, completion: StepCompletion) -> None:
-        """Append a continuation the model wrote, and count what it cost."""
+    def add(self, completion: StepCompletion, sent: int) -> None:
+        """Append a continuation the model wrote after ``sent`` of the step's generated tokens,
+        and count what it cost."""
         self.text += completion.text
         self.finish_reason = completion.finish_reason
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
+        self.continuations += 1 + completion.continuations
+        self.continuation_context_tokens += sent + completion.continuation_context_tokens
 
     def completion(self) -> StepCompletion:
         return StepCompletion(
@@ -298,7 +327,34 @@ class _Rewrite:
             finish_reason=self.finish_reason,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            continuations=self.continuations,
+            continuation_context_tokens=self.continuation_context_tokens,
         )
+
+
+def estimate_continuations(
+    text: str, completion_tokens: int, *, max_calls: int = 4
+) -> tuple[int, int]:
+    """The continuations a step written by ``method="stop"`` took, read from its ``text``: for
+    trees recorded before steps counted them (``StepCompletion.continuations``).
+
+    The calculator continued the step after each of its first ``max_calls`` ``=``; the step's
+    own tokens each continuation sent are estimated by the share of ``text`` before that ``=``
+    (of ``completion_tokens``, the step's generated tokens). A step that ran out of tokens right
+    at an ``=`` was not continued there; its text cannot show it, so it is counted as one more.
+
+    Returns:
+        The number of continuations, and the step's own tokens they sent.
+    """
+    if max_calls < 1:
+        raise ValueError(f"max_calls must be at least 1, got {max_calls!r}")
+    ends: list[int] = []
+    at = text.find(TRIGGER)
+    while at >= 0 and len(ends) < max_calls:
+        ends.append(at + len(TRIGGER))
+        at = text.find(TRIGGER, at + len(TRIGGER))
+    sent = sum(round(completion_tokens * end / len(text)) for end in ends)
+    return len(ends), sent
 
 
 def _first_wrong(before: str, text: str, start: int) -> tuple[int, Fraction] | None:

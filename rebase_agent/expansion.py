@@ -286,6 +286,8 @@ class TreeExpander:
             child.finish_reason = completion.finish_reason
             child.prompt_tokens = completion.prompt_tokens
             child.completion_tokens = completion.completion_tokens
+            child.continuations = completion.continuations
+            child.continuation_context_tokens = completion.continuation_context_tokens
             child.solution_tokens = node.solution_tokens + completion.completion_tokens
             kids.append(child)
         try:

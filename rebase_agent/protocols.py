@@ -68,6 +68,13 @@ class StepCompletion(BaseModel):
     prompt_tokens: int = Field(0, ge=0)
     """Prompt tokens the backend processed for this completion (its share, when ``n > 1``)."""
     completion_tokens: int = Field(0, ge=0)
+    continuations: int = Field(0, ge=0)
+    """Requests beyond the first that this step took, each sending the partial solution and
+    the step so far (a :class:`~rebase_agent.calculator.CalculatorProvider`'s continuations);
+    0 for a step sampled in one request."""
+    continuation_context_tokens: int = Field(0, ge=0)
+    """Over those continuations, the step's own generated tokens each one sent after the
+    partial solution."""
 
 
 class ScoreRequest(BaseModel):

@@ -39,6 +39,10 @@ class Node:
     completion_tokens: int = 0
     solution_tokens: int = 0
     """Generated tokens on the path to this node, its own step included."""
+    continuations: int = 0
+    """Requests beyond the first that this step took (see ``StepCompletion.continuations``)."""
+    continuation_context_tokens: int = 0
+    """Over those continuations, the step's own generated tokens each one sent."""
     step_scores: list[float] = field(default_factory=list)
     """The scorer's scores for every step on the path to this node, as returned when scored."""
     reward: float = 0.0
@@ -78,6 +82,8 @@ class Node:
             finish_reason=self.finish_reason,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
+            continuations=self.continuations,
+            continuation_context_tokens=self.continuation_context_tokens,
             step_scores=list(self.step_scores),
             reward=self.reward,
             answer=self.answer,
@@ -100,6 +106,10 @@ class NodeRecord(BaseModel):
     finish_reason: FinishReason | None
     prompt_tokens: int
     completion_tokens: int
+    continuations: int = 0
+    """Requests beyond the first that this step took (a calculator's continuations)."""
+    continuation_context_tokens: int = 0
+    """Over those continuations, the step's own generated tokens each one sent."""
     step_scores: list[float]
     reward: float
     answer: str | None

@@ -33,10 +33,10 @@ from rebase_agent.voting import vote
 __all__ = ("RequestCosts", "any_correct", "grade_result", "request_costs", "subsample_nodes")
 
 
-def subsample_nodes(result: SearchResult, k: int) -> set[int]:
+def subsample_nodes(nodes: Sequence[NodeRecord], k: int) -> set[int]:
     """Ids of the nodes under the first ``k`` root children (the root excluded)."""
     children: dict[int, list[int]] = {}
-    for node in result.nodes:
+    for node in nodes:
         if node.parent is not None:
             children.setdefault(node.parent, []).append(node.id)
     keep: set[int] = set()
@@ -52,10 +52,12 @@ class RequestCosts(NamedTuple):
     """What a search's requests cost, read from its tree."""
 
     requests: int
-    """Provider requests that returned steps (each ``n > 1`` request once)."""
+    """Provider requests that returned steps (each ``n > 1`` request once, and each
+    continuation of a step once)."""
     context_tokens: int
     """Over those requests, the generated tokens of the partial solution each one sent (the
-    steps before the new one): its prompt beyond the problem's."""
+    steps before the new one, and a continuation's step so far): its prompt beyond the
+    problem's."""
     root_prompt_tokens: int
     """Prompt tokens the provider reported for the first request (the problem alone)."""
 
@@ -66,6 +68,8 @@ def request_costs(nodes: Sequence[NodeRecord], keep: set[int] | None = None) -> 
     The children of one request share a parent and are all rollout steps or none (MCTS may
     roll out from a node and later expand it: two requests), so a request is a
     ``(parent, rollout)`` group. Its context is the generated tokens on the path to the parent.
+    A step that took more requests (a calculator's continuations, ``NodeRecord.continuations``)
+    adds each of them, with the path to its parent and the step's own tokens it sent.
     """
     by_id = {node.id: node for node in nodes}
     path_tokens: dict[int, int] = {}
@@ -73,7 +77,7 @@ def request_costs(nodes: Sequence[NodeRecord], keep: set[int] | None = None) -> 
         above = 0 if node.parent is None else path_tokens.get(node.parent, 0)
         path_tokens[node.id] = above + (0 if node.parent is None else node.completion_tokens)
     groups: set[tuple[int, bool]] = set()
-    root_prompt = 0
+    root_prompt = continuations = continued = 0
     for node in nodes:
         if node.parent is None:
             continue
@@ -81,8 +85,11 @@ def request_costs(nodes: Sequence[NodeRecord], keep: set[int] | None = None) -> 
             root_prompt += node.prompt_tokens
         if keep is None or node.id in keep:
             groups.add((node.parent, node.rollout))
+            continuations += node.continuations
+            above = path_tokens.get(node.parent, 0)
+            continued += node.continuations * above + node.continuation_context_tokens
     context = sum(path_tokens.get(parent, 0) for parent, _ in groups if parent in by_id)
-    return RequestCosts(len(groups), context, root_prompt)
+    return RequestCosts(len(groups) + continuations, context + continued, root_prompt)
 
 
 def any_correct(
@@ -95,7 +102,7 @@ def any_correct(
     if subsampled:
         if not result.nodes:
             return None
-        keep = subsample_nodes(result, budget)
+        keep = subsample_nodes(result.nodes, budget)
         candidates = [c for c in candidates if c.node_id in keep]
     return _covered(candidates, {g.answer: g.correct for g in grades})
 
@@ -162,7 +169,7 @@ async def grade_result(
     for budget in budgets:
         partial = subsample and budget < config.budget
         if partial:
-            keep = subsample_nodes(result, budget)
+            keep = subsample_nodes(result.nodes, budget)
             candidates = [c for c in result.candidates if c.node_id in keep]
             kept = [n for n in result.nodes if n.id in keep]
             share = len(kept) / max(1, len(result.nodes) - 1)

@@ -64,7 +64,8 @@ class BudgetOutcome(BaseModel):
     scorer_tokens: int
     """Scorer prompt and completion tokens, where the scorer reports them."""
     requests: int | None = None
-    """Provider requests that returned steps, read from the tree (``None`` in older rows)."""
+    """Provider requests that returned steps, read from the tree, a step's continuations each
+    once (``None`` in older rows)."""
     context_tokens: int | None = None
     """Over those requests, the generated tokens of the partial solution each one sent."""
     root_prompt_tokens: int | None = None

@@ -13,6 +13,7 @@ from rebase_agent.calculator import (
     TRIGGER,
     CalculatorProvider,
     calculating,
+    estimate_continuations,
     format_value,
     writes_value,
 )
@@ -127,6 +128,37 @@ def test_a_step_with_many_equals_signs_gets_at_most_max_calls() -> None:
     assert len(inner.requests) == 3
     assert TRIGGER not in inner.requests[-1].stop  # the last part is sampled without the stop
     assert step.finish_reason == "step" and step.text.endswith("\n\n")
+
+
+def test_a_step_counts_its_continuations_and_the_tokens_each_one_sent() -> None:
+    inner = bad_adder()
+    (step,) = anyio.run(CalculatorProvider(inner).generate, StepRequest(problem="p", max_tokens=40))
+    # One more request after "Step 1: 15 + 27 =" (6 words), which it sent after the problem.
+    assert step.continuations == len(inner.requests) - 1 == 1
+    assert step.continuation_context_tokens == 6
+
+    def chain(request: StepRequest) -> list[str]:
+        return [cut(" + 1 = 1 + 1 = 1 + 1 = 1 + 1 = 1.\n\n", request.stop)] * request.n
+
+    inner = FunctionProvider(chain)
+    calculator = CalculatorProvider(inner, max_calls=2)
+    (step,) = anyio.run(calculator.generate, StepRequest(problem="p", max_tokens=99))
+    # Two continuations: after " + 1 =" (3 words) and after " + 1 = 2 + 1 =" (3 + 3 of them).
+    assert step.continuations == len(inner.requests) - 1 == 2
+    assert step.continuation_context_tokens == 3 + 6
+    # Read back from the text alone (for trees recorded before steps counted them): the count
+    # exactly, the tokens by the share of the text before each "=".
+    count, sent = estimate_continuations(step.text, step.completion_tokens, max_calls=2)
+    assert count == 2 and abs(sent - 9) <= 2
+
+
+def test_estimate_continuations_reads_the_first_max_calls_equals_signs() -> None:
+    assert estimate_continuations("Step 1: no arithmetic.\n\n", 4) == (0, 0)
+    # 17 characters, 9 tokens: the "=" end at characters 3, 7, 11 and 15 (of 9 * n / 17 tokens).
+    assert estimate_continuations("a = b = c = d = e", 9, max_calls=4) == (4, 2 + 4 + 6 + 8)
+    assert estimate_continuations("a = b = c = d = e", 9, max_calls=2) == (2, 2 + 4)
+    with pytest.raises(ValueError, match="max_calls must be at least 1, got 0"):
+        estimate_continuations("a = b", 3, max_calls=0)
 
 
 def test_a_step_out_of_tokens_at_the_equals_sign_ends_by_length() -> None:
@@ -275,6 +307,11 @@ def test_correct_fixes_each_wrong_value_of_a_step_in_turn() -> None:
     assert step.text == "Step 1: 15 + 27 = 42, and 42 * 2 = 84.\n\n"
     assert len(inner.requests) == 3
     assert not list(_wrong(step.text))
+    # Each rewrite is a continuation; it sent the kept text's share of the step's tokens.
+    assert step.continuations == 2
+    # The first: 13 words, cut after "Step 1: 15 + 27 =" (17 of 40 characters): 6 words.
+    # The second: those 6 and the 7 words of ", and 42 * 2 = 80.", cut after 34 of 40: 11.
+    assert step.continuation_context_tokens == round(13 * 17 / 40) + round(13 * 34 / 40) == 17
 
 
 def _wrong(text: str) -> list[int]:

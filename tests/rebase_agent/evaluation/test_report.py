@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rebase_agent import RebaseConfig, SearchResult, solve
+from rebase_agent import RebaseConfig, SearchResult, StepCompletion, StepRequest, solve
+from rebase_agent.calculator import CalculatorProvider
 from rebase_agent.evaluation.outcomes import any_correct, grade_result, subsample_nodes
 from rebase_agent.evaluation.report import (
     format_table,
@@ -17,7 +18,7 @@ from rebase_agent.evaluation.report import (
     wilson_interval,
 )
 from rebase_agent.evaluation.results import BudgetOutcome, EvalRow, VoteOutcome
-from rebase_agent.testing import ScriptedProvider, ScriptedScorer
+from rebase_agent.testing import FunctionProvider, ScriptedProvider, ScriptedScorer
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -225,6 +226,108 @@ async def test_cacheless_prompt_cost_is_every_requests_whole_prompt(strategy: st
     assert outcome.completion_tokens == result.usage.completion_tokens
 
 
+_BACKFILL_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "count_continuations.py"
+
+
+def _cacheless_calculating_policy(request: StepRequest) -> list[StepCompletion]:
+    """A model that writes each of two steps in three pieces (stopping at "x =" and at "y =",
+    where a calculator has no value to write), then its answer; it reports every request's whole
+    prompt (problem and steps, one token a word), as a server without a cache evaluates it."""
+    solution = "".join(request.steps)
+    if solution.endswith("x ="):
+        text = " the cost, and y ="
+    elif solution.endswith("y ="):
+        text = " the rest.\n\n"
+    elif solution.count("\n\n") < 2:
+        text = f"Step {solution.count(chr(10) * 2) + 1}: let x ="
+    else:
+        text = "The answer is 7"
+    text = next((text[: text.find(s) + len(s)] for s in request.stop if s in text), text)
+    prompt = len(request.problem.split()) + len(solution.split())
+    return [
+        StepCompletion(
+            text=text,
+            finish_reason="eos" if text.startswith("The answer") else "step",
+            prompt_tokens=prompt if i == 0 else 0,  # the request's prompt, counted once
+            completion_tokens=len(text.split()),
+        )
+        for i in range(request.n)
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strategy", ["rebase", "sampling", "beam", "mcts", "dvts"])
+async def test_cacheless_prompt_cost_counts_each_calculator_continuation(strategy: str) -> None:
+    # Every step takes three requests of the wrapped provider (its first piece and two
+    # continuations); the tree must count each, with the path and the step so far it sent.
+    inner = FunctionProvider(_cacheless_calculating_policy)
+    result = await solve(
+        "What is 6 * 7?",
+        provider=CalculatorProvider(inner),
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=8, seed=2, max_depth=4),
+        strategy=strategy,  # type: ignore[arg-type]
+    )
+    steps = [n for n in result.nodes if n.parent is not None]
+    assert sum(n.continuations for n in steps) == 2 * sum(n.step.endswith("\n\n") for n in steps)
+    (outcome,), _ = await grade_result(result, "7", [8], subsample=False)
+    assert outcome.requests == len(inner.requests) > result.usage.provider_requests
+    assert outcome.uncached_prompt_tokens(5) == result.usage.prompt_tokens
+
+
+@pytest.mark.anyio
+async def test_count_continuations_backfills_rows_recorded_without_them() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("count_continuations", _BACKFILL_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    backfilled = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backfilled)
+
+    result = await solve(
+        "What is 6 * 7?",
+        provider=CalculatorProvider(FunctionProvider(_cacheless_calculating_policy)),
+        scorer=ScriptedScorer(),
+        config=RebaseConfig(budget=4, seed=2, max_depth=4),
+        strategy="sampling",
+    )
+    outcomes, _ = await grade_result(result, "7", [1, 2, 4], subsample=True)
+    # The row as it was written before steps counted continuations.
+    old = result.model_copy(
+        update={
+            "nodes": [
+                n.model_copy(update={"continuations": 0, "continuation_context_tokens": 0})
+                for n in result.nodes
+            ]
+        }
+    )
+    before, _ = await grade_result(old, "7", [1, 2, 4], subsample=True)
+    nodes = old.model_dump(mode="json")["nodes"]
+    for node in nodes:
+        del node["continuations"], node["continuation_context_tokens"]
+    row = {
+        "problem_id": "0",
+        "strategy": "sampling",
+        "result": {"nodes": nodes},
+        "outcomes": [o.model_dump(mode="json") for o in before],
+    }
+    assert [o["requests"] for o in row["outcomes"]] != [o.requests for o in outcomes]
+    assert backfilled.backfill(row, 4)
+    # Requests come back exactly; a continuation's tokens, by the share of the step before it.
+    assert [o["requests"] for o in row["outcomes"]] == [o.requests for o in outcomes]
+    for written, recorded in zip(row["outcomes"], outcomes, strict=True):
+        assert (
+            abs(written["context_tokens"] - (recorded.context_tokens or 0)) <= written["requests"]
+        )
+    assert not backfilled.backfill(row, 4)  # nothing left to add
+    # Outcomes that are not their tree's are refused, not rewritten.
+    for node in nodes:
+        node.pop("continuations", None)
+        node.pop("continuation_context_tokens", None)
+    with pytest.raises(SystemExit, match="not its tree's"):
+        backfilled.backfill(row, 4)
+
+
 @pytest.mark.anyio
 async def test_cacheless_prompt_cost_of_a_subsampled_budget_counts_only_its_paths() -> None:
     provider = ScriptedProvider(depth=3)
@@ -237,7 +340,7 @@ async def test_cacheless_prompt_cost_of_a_subsampled_budget_counts_only_its_path
     )
     outcomes, _ = await grade_result(result, "42", [2, 8], subsample=True)
     two = outcomes[0]
-    kept = subsample_nodes(result, 2)
+    kept = subsample_nodes(result.nodes, 2)
     # The root's request, then one request of n=1 per kept node that got a child.
     expanded = {n.parent for n in result.nodes if n.id in kept and n.parent != 0}
     assert two.requests == 1 + len(expanded)
@@ -317,7 +420,7 @@ async def test_pass_at_n_counts_a_right_answer_the_vote_did_not_pick() -> None:
     top = outcomes[-1]
     assert not any(v.correct for v in top.votes.values()) and top.any_correct is True
     for outcome in outcomes:  # the first k paths: right if any of their answers is 42
-        kept = subsample_nodes(result, outcome.budget)
+        kept = subsample_nodes(result.nodes, outcome.budget)
         first = [c.answer for c in result.candidates if c.node_id in kept]
         assert outcome.any_correct is ("42" in first)
         # A row written before pass@N was recorded gets the same from its tree.
