@@ -11,3 +11,11 @@ rebase-agent report benchmarks/results/gsm8k-gemma3-270m/results.jsonl.gz --para
 # 2026-12-02 06:05: resumed with the same command (the engine now with 32 rows a ubatch and even logits rows: about 5.3 min a problem, was 9); stopped 07:07 (25 problems; see README.md)
 # then each problem's whole prompt counted into the rows (they predate the count):
 python benchmarks/count_prompts.py benchmarks/results/gsm8k-gemma3-270m/results.jsonl
+# 2026-12-02 18:39: resumed on a fresh machine from the committed 25-problem results.jsonl.gz (a
+# sitting from 09:23 had reached 44 problems; its uncommitted rows were lost with its machine);
+# done 20:07 (50 problems; see README.md). Then the older rows' prompts and the calculator's
+# continuations counted into them (rows of this sitting record both):
+python benchmarks/count_prompts.py benchmarks/results/gsm8k-gemma3-270m/results.jsonl
+python benchmarks/count_continuations.py benchmarks/results/gsm8k-gemma3-270m/results.jsonl
+gzip -kf -9 benchmarks/results/gsm8k-gemma3-270m/results.jsonl
+rebase-agent report benchmarks/results/gsm8k-gemma3-270m/results.jsonl.gz --params 268M --png benchmarks/results/gsm8k-gemma3-270m/curve.png --json benchmarks/results/gsm8k-gemma3-270m/summary.json --title "GSM8K, gemma3-270m (embedded default)"
