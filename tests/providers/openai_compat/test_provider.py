@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import anyio
 import pytest
@@ -170,12 +169,10 @@ async def test_slow_replica_gets_fewer_requests() -> None:
 async def test_cancellation_cancels_the_request_in_flight() -> None:
     app = FakeApp(Flavor(latency_s=30))
     async with serve(app) as url, OpenAIProvider("m", url) as provider:
-        start = time.monotonic()
         with anyio.move_on_after(0.3):
             await provider.generate(StepRequest(problem="p", n=2))
-        with anyio.fail_after(5):
+        with anyio.fail_after(5):  # the answer takes 30 s: only a cancelled request hangs up
             await app.wait_hangups(1)
-        assert time.monotonic() - start < 5
     assert app.disconnected == ["/v1/completions"] and app.completed == []
 
 
