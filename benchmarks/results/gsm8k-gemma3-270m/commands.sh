@@ -19,3 +19,10 @@ python benchmarks/count_prompts.py benchmarks/results/gsm8k-gemma3-270m/results.
 python benchmarks/count_continuations.py benchmarks/results/gsm8k-gemma3-270m/results.jsonl
 gzip -kf -9 benchmarks/results/gsm8k-gemma3-270m/results.jsonl
 rebase-agent report benchmarks/results/gsm8k-gemma3-270m/results.jsonl.gz --params 268M --png benchmarks/results/gsm8k-gemma3-270m/curve.png --json benchmarks/results/gsm8k-gemma3-270m/summary.json --title "GSM8K, gemma3-270m (embedded default)"
+# 2026-12-03 13:37: phase 2, beam search, DVTS and MCTS at 4, 16 and 64 on the first 25 problems
+# (the same judge, seed and concurrency; two earlier sittings, 2026-12-02 23:11 and 2026-12-03
+# 08:09, were lost with their machines before their rows landed); done 15:25:
+rebase-agent eval ../shared/data/gsm8k_test.jsonl --limit 25 --strategy beam --strategy dvts --strategy mcts --budgets 4,16,64 --seed 0 --concurrency 16 -o benchmarks/results/gsm8k-gemma3-270m/results.jsonl --no-progress
+gzip -kf -9 benchmarks/results/gsm8k-gemma3-270m/results.jsonl
+rebase-agent report benchmarks/results/gsm8k-gemma3-270m/results.jsonl.gz --params 268M --png benchmarks/results/gsm8k-gemma3-270m/curve.png --json benchmarks/results/gsm8k-gemma3-270m/summary.json --title "GSM8K, gemma3-270m (embedded default)"
+rebase-agent report benchmarks/results/gsm8k-gemma3-270m/results.jsonl.gz --params 268M --baseline rebase
